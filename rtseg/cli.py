@@ -1,0 +1,60 @@
+"""The ``rtseg`` command line.
+
+Each subcommand lives in its own module and is imported only when it runs, so ``rtseg --help`` needs no
+heavy dependency. A :class:`RtsegError` is printed on one line (``rtseg: error: ...``) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import RtsegError
+
+# subcommand -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+_COMMANDS = {
+    "models": ("rtseg.models.cli", "list the model zoo: names, parameters, output stride, checkpoint layouts"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtseg", description="Real-time semantic segmentation: export, run, benchmark and evaluate.")
+    parser.add_argument("--version", action="version", version=f"rtseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        _add_arguments(module, p)
+    return parser
+
+
+def _add_arguments(module: str, parser: argparse.ArgumentParser) -> None:
+    # A command's argument definitions import nothing heavy; its run() does the real imports.
+    importlib.import_module(module).add_arguments(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except RtsegError as exc:
+        print(f"rtseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rtseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Loading the checkpoints that the public reference implementations save.
+
+Accepted: a bare state_dict; a dict nesting it under ``state_dict``, ``model``, ``model_state`` (or
+``state_dict_ema``/``net``); ``module.`` prefixes from DataParallel. Keys the main logits do not use (aux heads,
+ImageNet fc, unused pyramid-pooling convs) are skipped and listed at debug level. Anything else that does not fit
+is an :class:`RtsegError` naming the first missing, unexpected and mis-shaped keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+
+import torch
+
+from ..errors import RtsegError
+
+log = logging.getLogger(__name__)
+
+_NESTING_KEYS = ("state_dict", "model_state", "model", "net", "state_dict_ema", "model_state_dict")
+_SHOW = 5  # how many keys of each kind an error names
+
+
+def read_state_dict(path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file (``weights_only=True``) and return its unwrapped, prefix-free state_dict."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise RtsegError(f"checkpoint not found: {path}; pass the path of a .pth/.pt file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RtsegError(
+            f"cannot read checkpoint {path}: {first[:200]} (is it a PyTorch state_dict saved with torch.save?)"
+        ) from None
+    return unwrap_state_dict(obj, path)
+
+
+def unwrap_state_dict(obj, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Find the state_dict inside what a training script saved."""
+    for _ in range(3):  # e.g. {"model": {"state_dict": ...}}
+        if not isinstance(obj, Mapping):
+            break
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        inner = next((obj[k] for k in _NESTING_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise RtsegError(f"{source} holds no state_dict (expected a dict of tensors, or one under 'state_dict',"
+                         f" 'model' or 'model_state')")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise RtsegError(f"{source} holds no tensors; is it a model checkpoint?")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def load_checkpoint(model, checkpoint) -> None:
+    """Load a checkpoint (a path or an already-read state_dict) into ``model``, strictly for what it uses."""
+    if isinstance(checkpoint, Mapping):
+        state = unwrap_state_dict(checkpoint)
+        source = "checkpoint"
+    else:
+        state = read_state_dict(checkpoint)
+        source = os.fspath(checkpoint)
+
+    own = model.state_dict()
+    ignored = getattr(model, "ignored_checkpoint_prefixes", ())
+    skipped = [k for k in state if k not in own and k.startswith(tuple(ignored))]
+    unexpected = [k for k in state if k not in own and k not in skipped]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    misshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                 if k in state and tuple(state[k].shape) != tuple(v.shape)]
+
+    name = getattr(model, "model_name", "") or type(model).__name__
+    if missing or misshaped or (unexpected and len(unexpected) >= len(own) // 2):
+        raise RtsegError(_mismatch_message(name, source, model, missing, unexpected, misshaped))
+    if skipped:
+        log.debug("%s: skipped %d checkpoint keys the main logits do not use: %s", source, len(skipped),
+                  ", ".join(skipped))
+    if unexpected:
+        log.debug("%s: ignored %d unexpected keys: %s", source, len(unexpected), ", ".join(unexpected))
+
+    with torch.no_grad():
+        for k, v in own.items():
+            if k in state:
+                v.copy_(state[k].to(v.dtype))
+
+
+def _mismatch_message(name, source, model, missing, unexpected, misshaped) -> str:
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if keys:
+            more = f" (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
+            parts.append(f"{len(keys)} {label}: {', '.join(keys[:_SHOW])}{more}")
+    hint = "check --model and --num-classes"
+    if misshaped and not missing:
+        nc = getattr(model, "num_classes", None)
+        hint = f"the model was built with num_classes={nc}; check --num-classes" if nc else hint
+    return f"checkpoint {source} does not fit {name}: {'; '.join(parts)}; {hint}"

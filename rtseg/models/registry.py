@@ -1,0 +1,114 @@
+"""The model registry: one entry point per deployable model, as in timm.
+
+A model file registers small builder functions with :func:`register_model`. The registry itself imports no torch,
+so ``rtseg models`` can list names without building anything; the builder modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import RtsegError
+
+# The modules that register models. Imported lazily: they need torch.
+_FAMILY_MODULES = (
+    "rtseg.models.fcn",
+    "rtseg.models.fcn_resnet",
+    "rtseg.models.bisenet",
+    "rtseg.models.fast_scnn",
+    "rtseg.models.icnet",
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model without building it."""
+
+    name: str
+    family: str
+    builder: Callable
+    default_num_classes: int
+    output_stride: int  # of the low-resolution logits, relative to the input
+    size_rule: str  # the input sizes the architecture accepts, in words
+    checkpoint_layout: str  # the public checkpoint layout it loads
+    aliases: tuple[str, ...] = field(default=())
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+_ALIASES: dict[str, str] = {}
+_loaded = False
+
+
+def register_model(
+    name: str,
+    *,
+    family: str,
+    default_num_classes: int,
+    output_stride: int,
+    size_rule: str,
+    checkpoint_layout: str,
+    aliases: tuple[str, ...] = (),
+):
+    """Decorator for a builder ``fn(num_classes, **kwargs) -> SegmentationModel``."""
+
+    def wrap(fn):
+        info = ModelInfo(name, family, fn, default_num_classes, output_stride, size_rule, checkpoint_layout,
+                         tuple(aliases))
+        _REGISTRY[name] = info
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return fn
+
+    return wrap
+
+
+def _load_families() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for module in _FAMILY_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == "torch":
+                raise RtsegError("PyTorch is not installed; install it with: pip install 'rtseg[export]'") from None
+            if exc.name != module:
+                raise
+    _loaded = True
+
+
+def list_models() -> list[str]:
+    """Canonical names of every registered model, sorted."""
+    _load_families()
+    return sorted(_REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    """Registry entry for a canonical name or an alias."""
+    _load_families()
+    key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        raise RtsegError(f"unknown model {name!r}; run 'rtseg models' to list the {len(_REGISTRY)} available names")
+    return _REGISTRY[key]
+
+
+def create_model(name: str, num_classes: int | None = None, checkpoint=None, **kwargs):
+    """Build a model in inference form (``eval()``), optionally loading a checkpoint.
+
+    ``model(x)`` returns the main logits ``(N, C, H, W)`` at the input size; auxiliary heads are not built.
+    """
+    info = model_info(name)
+    if num_classes is None:
+        num_classes = info.default_num_classes
+    if int(num_classes) < 1:
+        raise RtsegError(f"num_classes must be at least 1, got {num_classes}")
+    model = info.builder(num_classes=int(num_classes), **kwargs)
+    model.model_name = info.name
+    if checkpoint is not None:
+        from .checkpoint import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    return model.eval()

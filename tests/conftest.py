@@ -1,0 +1,51 @@
+"""Markers: ``gpu`` and ``tensorrt`` tests skip with a reason where the hardware or library is missing."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The reference fixtures live beside the checkout (../shared), never inside it.
+REFERENCE_DIR = REPO.parent / "shared" / "fixtures" / "reference"
+
+
+@functools.cache
+def gpu_missing_reason() -> str | None:
+    """None when an NVIDIA GPU is usable through cuda-python, else why not."""
+    if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+        return "cuda-python is not installed (pip install 'rtseg[gpu]')"
+    try:
+        from cuda.bindings import runtime as cudart
+
+        err, count = cudart.cudaGetDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the driver means no GPU here
+        return f"no CUDA driver: {exc}"
+    if int(err) != 0 or count < 1:
+        return "no NVIDIA GPU on this machine"
+    return None
+
+
+@functools.cache
+def tensorrt_missing_reason() -> str | None:
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed (pip install 'rtseg[tensorrt]'; needs an NVIDIA GPU)"
+    return gpu_missing_reason()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tensorrt" in item.keywords and (reason := tensorrt_missing_reason()):
+            item.add_marker(pytest.mark.skip(reason=reason))
+        elif "gpu" in item.keywords and (reason := gpu_missing_reason()):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f"reference fixtures not found at {REFERENCE_DIR} (they live in ../shared, outside a fresh clone)")
+    return REFERENCE_DIR
