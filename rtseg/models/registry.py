@@ -19,6 +19,7 @@ _FAMILY_MODULES = (
     "rtseg.models.bisenet",
     "rtseg.models.fast_scnn",
     "rtseg.models.icnet",
+    "rtseg.models.icnet_caffe",
 )
 
 
