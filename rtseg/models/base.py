@@ -50,15 +50,20 @@ class SegmentationModel(nn.Module):
     num_classes: int
     model_name: str = ""
 
+    def nearest_valid_size(self, height: int, width: int) -> tuple[int, int]:
+        """The smallest accepted input size at or above ``(height, width)``."""
+        return _round_up(height, self.size_multiple, self.min_size), _round_up(width, self.size_multiple,
+                                                                                 self.min_size)
+
     def check_input_size(self, height: int, width: int) -> None:
         """Raise :class:`RtsegError` for an input size the architecture cannot take."""
         m = self.size_multiple
         if height < self.min_size or width < self.min_size or height % m or width % m:
             name = self.model_name or type(self).__name__
+            h, w = self.nearest_valid_size(height, width)
             raise RtsegError(
                 f"{name} cannot take a {height}x{width} input: height and width must be multiples of {m}"
-                f" and at least {self.min_size}; resize to e.g. {_round_up(height, m, self.min_size)}x"
-                f"{_round_up(width, m, self.min_size)}"
+                f" and at least {self.min_size}; resize to e.g. {h}x{w}"
             )
 
     def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, C, h, w)
