@@ -9,6 +9,7 @@ if the build found no compiler, the first call warns once and the NumPy statemen
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 import warnings
@@ -24,7 +25,7 @@ from . import reference
 def extension():
     """The compiled module, or None (with one warning) when it was not built."""
     try:
-        from .. import _cpu_kernels
+        module = importlib.import_module("rtseg._cpu_kernels")
     except ImportError as exc:
         warnings.warn(
             f"rtseg._cpu_kernels is not built ({exc}); the CPU kernels fall back to NumPy and are much slower. "
@@ -33,7 +34,7 @@ def extension():
             stacklevel=3,
         )
         return None
-    return _cpu_kernels
+    return module
 
 
 def default_threads() -> int:

@@ -1,0 +1,119 @@
+"""Each CUDA kernel against its CPU twin, bit for bit (marked gpu: skipped without an NVIDIA GPU).
+
+Device memory comes from the driver API directly (DeviceArray), so these run without a CUDA build of PyTorch;
+one more test goes through PyTorch CUDA tensors when that build is present.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rtseg.kernels as K
+
+pytestmark = pytest.mark.gpu
+
+
+class Device:
+    """Allocate, upload and download through cuda.bindings, freeing everything at the end."""
+
+    def __init__(self):
+        from cuda.bindings import driver
+
+        from rtseg.kernels import cuda
+
+        self.driver, self.cuda = driver, cuda
+        cuda._current_context(0)
+        self.allocations = []
+
+    def upload(self, host: np.ndarray) -> K.DeviceArray:
+        host = np.ascontiguousarray(host)
+        ptr = self.cuda._check(self.driver.cuMemAlloc(max(host.nbytes, 1)), "alloc")
+        self.allocations.append(ptr)
+        self.cuda._check(self.driver.cuMemcpyHtoD(ptr, host.ctypes.data, host.nbytes), "upload")
+        return K.DeviceArray(int(ptr), host.shape, host.dtype)
+
+    def empty(self, shape, dtype) -> K.DeviceArray:
+        return self.upload(np.zeros(shape, dtype))
+
+    def download(self, arr: K.DeviceArray) -> np.ndarray:
+        self.cuda._check(self.driver.cuCtxSynchronize(), "synchronise")
+        host = np.empty(arr.shape, arr.dtype)
+        self.cuda._check(self.driver.cuMemcpyDtoH(host.ctypes.data, arr.ptr, host.nbytes), "download")
+        return host
+
+    def close(self):
+        for ptr in self.allocations:
+            self.driver.cuMemFree(ptr)
+
+
+@pytest.fixture
+def dev():
+    d = Device()
+    yield d
+    d.close()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("case", [(2, 19, 32, 64, 256, 512), (1, 5, 7, 9, 31, 45), (1, 300, 6, 5, 13, 17),
+                                  (1, 3, 10, 10, 7, 5)])
+def test_upsample_argmax_matches_cpu_twin(dev, case, align_corners, dtype):
+    N, C, h, w, H, W = case
+    logits = np.random.default_rng(sum(case)).standard_normal((N, C, h, w)).astype(dtype)
+    want, want_score = K.upsample_argmax(logits, (H, W), align_corners, return_score=True)
+    out, score = dev.empty((N, H, W), K.label_dtype(C)), dev.empty((N, H, W), np.float32)
+    K.upsample_argmax(dev.upload(logits), (H, W), align_corners, out=out)
+    from rtseg.kernels import cuda
+
+    cuda.upsample_argmax(dev.upload(logits), (H, W), align_corners, out=out, score=score)
+    np.testing.assert_array_equal(dev.download(out), want)
+    np.testing.assert_array_equal(dev.download(score), want_score)
+
+
+def test_upsample_argmax_strided_device_input(dev):
+    logits = np.random.default_rng(1).standard_normal((1, 8, 12, 14)).astype(np.float32)
+    d = dev.upload(np.ascontiguousarray(logits.transpose(0, 2, 3, 1)))  # channels-last memory
+    view = K.DeviceArray(d.ptr, (1, 8, 12, 14), d.dtype, (12 * 14 * 8, 1, 14 * 8, 8))
+    out = dev.empty((1, 40, 50), np.uint8)
+    K.upsample_argmax(view, (40, 50), out=out)
+    np.testing.assert_array_equal(dev.download(out), K.upsample_argmax(logits, (40, 50)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("src,dst", [((480, 640), (512, 1024)), ((37, 53), (100, 61)), ((100, 100), (33, 47))])
+def test_preprocess_matches_cpu_twin(dev, src, dst, dtype):
+    frame = np.random.default_rng(src[0]).integers(0, 256, (*src, 3), dtype=np.uint8)
+    out = dev.empty((1, 3, *dst), dtype)
+    K.preprocess(dev.upload(frame), dst, dtype=dtype, out=out)
+    np.testing.assert_array_equal(dev.download(out), K.preprocess(frame, dst, dtype=dtype))
+
+
+@pytest.mark.parametrize("ldtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_overlay_and_colorize_match_cpu_twin(dev, ldtype):
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    labels = rng.integers(0, 22, (20, 30)).astype(ldtype)
+    palette = rng.integers(0, 256, (19, 3), dtype=np.uint8)
+    out = dev.empty(frame.shape, np.uint8)
+    K.overlay(dev.upload(frame), dev.upload(labels), palette, 0.4, out=out)
+    np.testing.assert_array_equal(dev.download(out), K.overlay(frame, labels, palette, 0.4))
+    colours = dev.empty((20, 30, 3), np.uint8)
+    K.colorize(dev.upload(labels), palette, out=colours)
+    np.testing.assert_array_equal(dev.download(colours), K.colorize(labels, palette))
+
+
+def test_torch_cuda_tensors_on_the_current_stream():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("this PyTorch build has no CUDA")
+    logits = torch.randn(1, 19, 64, 128, device="cuda", dtype=torch.float16)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        labels = K.upsample_argmax(logits, (512, 1024))
+        frame = torch.randint(0, 256, (720, 1280, 3), dtype=torch.uint8, device="cuda")
+        x = K.preprocess(frame, (512, 1024), dtype=np.float16)
+    stream.synchronize()
+    assert labels.is_cuda and labels.dtype == torch.uint8
+    np.testing.assert_array_equal(labels.cpu().numpy(), K.upsample_argmax(logits.cpu().numpy(), (512, 1024)))
+    np.testing.assert_array_equal(x.cpu().numpy(), K.preprocess(frame.cpu().numpy(), (512, 1024), dtype=np.float16))
