@@ -48,7 +48,7 @@ _MIN_WIDTH = 32 * (_CAFFE_POOLS[-1][0][1] - 1) + 1  # 2049
 def _shrink(x: torch.Tensor, s: int) -> torch.Tensor:
     """Caffe Interp shrink: ``n -> (n-1)/s + 1`` (truncated), bilinear, align_corners=True."""
     h, w = x.shape[-2:]
-    return F.interpolate(x, size=(int((h - 1) / s + 1), int((w - 1) / s + 1)), mode="bilinear", align_corners=True)
+    return F.interpolate(x, size=((h - 1) // s + 1, (w - 1) // s + 1), mode="bilinear", align_corners=True)
 
 
 def _zoom(x: torch.Tensor, z: int) -> torch.Tensor:
@@ -164,12 +164,18 @@ def caffe_pyramid_pooling(x: torch.Tensor) -> torch.Tensor:
 class ICNetCaffe(SegmentationModel):
     """ICNet of meetps/pytorch-semseg, eval mode. ``forward_lowres`` returns the 1/4 logits.
 
+    The reference zooms those ``(8k+1)x(8j+1)`` logits by ``(n-1)*4+1`` with ``align_corners=True``; at the accepted
+    sizes ``32k+1`` that target is the input size, so ``final_upsample`` (bilinear, ``align_corners=True``, to the
+    input size) is the same call and ``forward`` equals the reference bit for bit.
+
     Static shapes only (``dynamic_shapes_supported = False``): the Caffe pooling windows are fixed numbers, so an
     exported graph is valid only for the size it was traced at (the 1025x2049 the weights were trained for).
     """
 
     final_upsample = FinalUpsample("bilinear", align_corners=True)
-    size_multiple = _STRIDE  # of H-1 and W-1; check_input_size is the authority
+    # The base class's "multiple of m, at least min_size" rule does not fit (H-1 and W-1 must be multiples of 32,
+    # and the height and width minima differ): check_input_size and nearest_valid_size are overridden.
+    size_multiple = _STRIDE
     min_size = _MIN_HEIGHT
     dynamic_shapes_supported = False
     ignored_checkpoint_prefixes = (
@@ -212,11 +218,15 @@ class ICNetCaffe(SegmentationModel):
         if _valid(height, _MIN_HEIGHT) and _valid(width, _MIN_WIDTH):
             return
         name = self.model_name or type(self).__name__
+        h, w = self.nearest_valid_size(height, width)
         raise RtsegError(
-            f"{name} cannot take a {height}x{width} input: height and width must be 32k+1, at least"
-            f" {_MIN_HEIGHT}x{_MIN_WIDTH} (the Caffe ICNet's fixed pooling windows); resize or pad to e.g."
-            f" {_valid_up(height, _MIN_HEIGHT)}x{_valid_up(width, _MIN_WIDTH)}"
+            f"{name} cannot take a {height}x{width} input: height and width must be 32k+1 (e.g. 1025, 1057),"
+            f" at least {_MIN_HEIGHT}x{_MIN_WIDTH} (the Caffe ICNet's fixed pooling windows); resize to e.g. {h}x{w}"
         )
+
+    def nearest_valid_size(self, height: int, width: int) -> tuple[int, int]:
+        """The smallest accepted size at or above ``(height, width)``: each side rounded up to ``32k+1``."""
+        return _valid_up(height, _MIN_HEIGHT), _valid_up(width, _MIN_WIDTH)
 
     def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, 32k+1, 32j+1) -> (N, C, 8k+1, 8j+1)
         # sub2: the 1/2 image through the stem and stages 2, 3a
