@@ -17,6 +17,7 @@ from .errors import RtsegError
 # subcommand -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 _COMMANDS = {
     "models": ("rtseg.models.cli", "list the model zoo: names, parameters, output stride, checkpoint layouts"),
+    "export": ("rtseg.export.cli", "checkpoint or ONNX -> verified ONNX, FP16 ONNX and TensorRT engine bundle"),
 }
 
 

@@ -1,0 +1,446 @@
+"""``rtseg export`` as a function: a checkpoint (or an ONNX file) in, a verified bundle out.
+
+Steps, each reused on a re-run when its inputs are unchanged (see :mod:`rtseg.export.bundle`):
+
+1. check everything the user gave (model, weights, sizes, output folder) before any slow work;
+2. FP32 ONNX graph: exported from PyTorch, or the user's own graph imported;
+3. FP16 mixed-precision graph, converted with the calibration frames (``--precision fp16``);
+4. TensorRT engine from the FP16 (or FP32) graph, where TensorRT and a GPU exist;
+5. verification of every artifact against PyTorch on scene-like frames, then ``rtseg.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import RtsegError
+from . import bundle as B
+from .classes import class_table
+from .scenes import Preprocessing, load_frames, normalize, synthetic_scenes
+from .torch_onnx import INPUT_NAME, OPSET, Shapes
+from .verify import DEFAULT_GATES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportOptions:
+    """Everything ``rtseg export`` takes. Exactly one of ``model`` and ``onnx`` is set."""
+
+    out: Path
+    input_size: tuple[int, int] | None = None
+    model: str | None = None
+    weights: Path | None = None
+    onnx: Path | None = None
+    num_classes: int | None = None
+    dynamic: tuple[tuple[int, int], tuple[int, int]] | None = None
+    head: str = "logits"
+    precision: str = "fp16"
+    calib: Path | None = None
+    calib_frames: int = 4
+    preprocessing: Preprocessing | None = None
+    classes: str | None = None
+    gates: dict = field(default_factory=lambda: dict(DEFAULT_GATES))
+    force: bool = False
+    require_engine: bool = False
+    workspace_mib: int | None = None
+    fp16_converter: str = "auto"
+    exporter: str = "torchscript"
+    align_corners: bool = False  # for a user's ONNX whose logits are below input size
+    command: str = ""  # the command line, written into the manifest as the rebuild command
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    manifest: dict
+    passed: bool
+    manifest_path: Path
+
+
+def run_export(opts: ExportOptions, say=None) -> ExportResult:
+    """Build and verify a bundle; ``say(line)`` reports progress (default: print to stdout)."""
+    say = say or (lambda line: print(line, flush=True))
+    if (opts.model is None) == (opts.onnx is None):
+        raise RtsegError("pass either --model NAME or --onnx MODEL.onnx (or a recipe)")
+    if opts.head not in ("logits", "labels"):
+        raise RtsegError(f"--head must be logits or labels, not {opts.head!r}")
+    if opts.precision not in ("fp16", "fp32"):
+        raise RtsegError(f"--precision must be fp16 or fp32, not {opts.precision!r}")
+    if opts.calib is not None and not Path(opts.calib).exists():
+        raise RtsegError(f"--calib {opts.calib}: no such file or folder; pass images, a folder of images or a video")
+    if opts.onnx is not None:
+        return _BringYourOwn(opts, say).run()
+    return _FromTorch(opts, say).run()
+
+
+class _Export:
+    """Shared steps; subclasses provide the FP32 graph and the reference."""
+
+    def __init__(self, opts: ExportOptions, say):
+        self.opts, self.say = opts, say
+        self.timings: dict[str, float] = {}
+
+    # -- steps ---------------------------------------------------------------------------------------------
+    def run(self) -> ExportResult:
+        t0 = time.perf_counter()
+        self.prepare()  # all user errors surface here, before the output folder is touched
+        self.out = B.prepare_out_dir(self.opts.out)
+        self.steps = B.StepRecord(self.out)
+        self.frames = self.make_frames()
+        onnx_path = self.out / B.ONNX_FILE
+        self.fp32_graph(onnx_path)
+        self.reference = self.make_reference(onnx_path)
+        verification = {"frames": self.frames_info, "reference": self.reference_name,
+                        "gates": dict(self.opts.gates)}
+        verification["onnx"] = self.verify_fp32(onnx_path)
+        self._say_check("onnx", B.ONNX_FILE, verification["onnx"], verification["onnx"].pop("note", None))
+
+        fp16 = None
+        if self.opts.precision == "fp16":
+            fp16, verification["onnx_fp16"] = self.fp16_graph(onnx_path)
+        engine_src = self.out / (B.FP16_FILE if fp16 else B.ONNX_FILE)
+        engine, build_stamp, verification["engine"] = self.engine(engine_src)
+
+        passed = all(v.get("passed", True) for k, v in verification.items() if k in ("onnx", "onnx_fp16", "engine")
+                     and isinstance(v, dict))
+        verification["passed"] = passed
+        manifest = self.manifest(verification, fp16, engine, build_stamp)
+        path = B.write_manifest(self.out, manifest, passed)
+        took = time.perf_counter() - t0
+        if passed:
+            self.say(f"wrote {path} ({took:.1f} s)")
+        else:
+            failed = [k for k in ("onnx", "onnx_fp16", "engine") if not verification.get(k, {}).get("passed", True)]
+            self.say(f"verification FAILED for {', '.join(failed)}: artifacts and report kept in {self.out}"
+                     f" ({B.FAILED_MANIFEST}); no {B.MANIFEST} was written ({took:.1f} s)")
+        return ExportResult(self.out, manifest, passed, path)
+
+    def make_frames(self) -> dict[tuple[int, int], np.ndarray]:
+        """Normalised verification/calibration frames: ``calib_frames`` at the opt size, one at min and max."""
+        sizes = [(self.shapes.opt, max(1, self.opts.calib_frames))]
+        if self.shapes.dynamic:
+            sizes += [(s, 1) for s in (self.shapes.min, self.shapes.max) if s != self.shapes.opt]
+        frames = {}
+        for (h, w), n in sizes:
+            if self.opts.calib is not None:
+                raw = load_frames(self.opts.calib, n, h, w)
+            else:
+                raw = synthetic_scenes(n, h, w, seed=h * 10007 + w)
+            frames[(h, w)] = normalize(raw, self.pre)
+        source = str(self.opts.calib) if self.opts.calib is not None else "synthetic scenes (rtseg.export.scenes)"
+        self.frames_info = {"source": source, "sizes": [[*s, int(f.shape[0])] for s, f in frames.items()]}
+        return frames
+
+    def fp16_graph(self, onnx_path: Path) -> tuple[dict | None, dict]:
+        from .fp16 import ATTEMPTS, available_converters, convert
+
+        dst = self.out / B.FP16_FILE
+        calib = self.frames[self.shapes.opt]
+        converter = self.opts.fp16_converter
+        if converter == "auto":
+            converter = available_converters()[0]
+        report = None
+        for policy in ATTEMPTS:
+            key = B.hash_key("fp16", B.sha256_file(onnx_path), _array_digest(calib), policy.as_dict(), converter)
+            t = time.perf_counter()
+            if not self.opts.force and self.steps.reusable("fp16", key, [dst]):
+                note = "reused"
+            else:
+                try:
+                    convert(onnx_path, dst, calib, self.input_name, policy, converter)
+                except RtsegError as exc:
+                    if self.opts.fp16_converter != "auto" or converter == "rtseg":
+                        raise
+                    self.say(f"  onnx_fp16  {exc}; falling back to rtseg's converter")
+                    converter = "rtseg"
+                    key = B.hash_key("fp16", B.sha256_file(onnx_path), _array_digest(calib), policy.as_dict(),
+                                     converter)
+                    convert(onnx_path, dst, calib, self.input_name, policy, converter)
+                self.steps.finish("fp16", key, [dst])
+                note = f"{time.perf_counter() - t:.1f} s"
+            report = self.compare("onnx_fp16", dst, self.opts.gates["onnx_fp16"])
+            report.update(converter=converter, policy=policy.as_dict(), nodes=_precision_counts(dst))
+            self._say_check("onnx_fp16", B.FP16_FILE, report, note)
+            if report["passed"]:
+                break
+        return B.artifact(self.out, B.FP16_FILE), report
+
+    def engine(self, src: Path) -> tuple[dict | None, dict, dict]:
+        from .tensorrt import EngineRunner, build_engine, tensorrt_missing_reason
+
+        dst = self.out / B.ENGINE_FILE
+        reason = tensorrt_missing_reason()
+        if reason is not None:
+            if self.opts.require_engine:
+                raise RtsegError(f"--require-engine: {reason}")
+            if dst.exists():
+                dst.unlink()  # an engine from another run would not match these graphs
+            self.steps.forget("engine")
+            self.say(f"  engine     skipped: {reason}")
+            return None, {}, {"skipped": reason, "passed": True}
+        import tensorrt as trt
+
+        from .tensorrt import gpu_info
+
+        gpu = gpu_info()
+        key = B.hash_key("engine", B.sha256_file(src), self.shapes.as_dict(), self.opts.workspace_mib,
+                         trt.__version__, gpu.compute_capability)
+        t = time.perf_counter()
+        if not self.opts.force and self.steps.reusable("engine", key, [dst]):
+            stamp, note = self.steps.extra("engine").get("stamp", {}), "reused"
+        else:
+            stamp = build_engine(src, dst, self.input_name, self.shapes, self.opts.workspace_mib)
+            self.steps.finish("engine", key, [dst], stamp=stamp)
+            note = f"{time.perf_counter() - t:.1f} s"
+        report = self.compare("engine", dst, self.opts.gates["engine"], runner=EngineRunner(dst))
+        self._say_check("engine", B.ENGINE_FILE, report, note)
+        return B.artifact(self.out, B.ENGINE_FILE), stamp, report
+
+    # -- verification --------------------------------------------------------------------------------------
+    def compare(self, name: str, path: Path, gate: float, runner=None) -> dict:
+        from .verify import compare, onnxruntime_runner
+
+        runner = runner or onnxruntime_runner(path)
+        return compare(name, runner, self.reference, self.output_kind, self.upsample, gate)
+
+    def _say_check(self, name: str, file: str, report: dict, note: str | None = None) -> None:
+        if "agreement" not in report:
+            self.say(f"  {name:<10} {file:<16} {report.get('skipped', '')}")
+            return
+        err = ""
+        if "max_abs_err" in report:
+            err = f"  max|err| {report['max_abs_err']:.3g} (max|logit| {report['max_abs_ref']:.3g})"
+        verdict = "ok" if report["passed"] else "FAILED"
+        extra = f"  [{note}]" if note else ""
+        self.say(f"  {name:<10} {file:<16} agreement {100 * report['agreement']:.3f}%{err}"
+                 f"  gate {100 * report['gate']:.2f}% {verdict}{extra}")
+
+    # -- manifest ------------------------------------------------------------------------------------------
+    def manifest(self, verification: dict, fp16: dict | None, engine: dict | None, stamp: dict) -> dict:
+        import onnx
+        import onnxruntime
+
+        names, palette = class_table(self.num_classes, self.opts.classes)
+        build = {"rtseg": __version__, "torch": _version("torch"), "onnx": onnx.__version__,
+                 "onnxruntime": onnxruntime.__version__, "modelopt": _version("nvidia-modelopt"),
+                 "tensorrt": stamp.get("tensorrt"), "gpu": stamp.get("gpu"),
+                 "compute_capability": stamp.get("compute_capability"), "opset": OPSET,
+                 "command": self.opts.command or None}
+        return {
+            "format_version": B.FORMAT_VERSION,
+            "model": {"name": self.model_name, "family": self.family, "num_classes": self.num_classes,
+                      "class_names": names, "palette": palette, "source": self.source_info},
+            "input": {"name": self.input_name, **self.shapes.as_dict(), "size_multiple": self.size_multiple,
+                      **self.pre.as_dict()},
+            "output": {"name": self.output_name, "kind": self.output_kind,
+                       "dtype": "float32" if self.output_kind == "logits" else "int32",
+                       "upsample": self.upsample if self.output_kind == "logits" else None},
+            "artifacts": {"onnx": B.artifact(self.out, B.ONNX_FILE), "onnx_fp16": fp16, "engine": engine},
+            "verification": verification,
+            "build": build,
+        }
+
+    # -- to be provided ------------------------------------------------------------------------------------
+    def prepare(self) -> None: ...
+    def fp32_graph(self, path: Path) -> None: ...
+    def make_reference(self, onnx_path: Path): ...
+    def verify_fp32(self, onnx_path: Path) -> dict: ...
+
+    def _shapes_from_options(self) -> Shapes:
+        if self.opts.input_size is None:
+            raise RtsegError("--input-size HxW is required (e.g. --input-size 512x1024)")
+        opt = tuple(self.opts.input_size)
+        if self.opts.dynamic is None:
+            return Shapes(opt)
+        lo, hi = tuple(self.opts.dynamic[0]), tuple(self.opts.dynamic[1])
+        if not (lo[0] <= opt[0] <= hi[0] and lo[1] <= opt[1] <= hi[1]):
+            raise RtsegError(f"--input-size {opt[0]}x{opt[1]} is outside --dynamic {lo[0]}x{lo[1]}:{hi[0]}x{hi[1]};"
+                             f" the input size is the optimisation size and must lie in the range")
+        return Shapes(opt, lo, hi)
+
+
+class _FromTorch(_Export):
+    reference_name = "pytorch"
+
+    def prepare(self) -> None:
+        from ..models import create_model, model_info
+
+        opts = self.opts
+        info = model_info(opts.model)
+        self.shapes = self._shapes_from_options()
+        self.num_classes = int(opts.num_classes or info.default_num_classes)
+        if opts.weights is not None and not Path(opts.weights).is_file():
+            raise RtsegError(f"--weights {opts.weights}: no such file; pass the .pth checkpoint of {info.name}")
+        if opts.weights is None:
+            import torch
+
+            with torch.random.fork_rng():  # untrained weights, but the same ones on every run (step reuse)
+                torch.manual_seed(0)
+                self.model = create_model(info.name, num_classes=self.num_classes)
+        else:
+            self.model = create_model(info.name, num_classes=self.num_classes, checkpoint=opts.weights)
+        for hw in [self.shapes.opt, self.shapes.min, self.shapes.max]:
+            if hw is not None:
+                self.model.check_input_size(*hw)
+        if self.shapes.dynamic and not getattr(self.model, "dynamic_shapes_supported", True):
+            raise RtsegError(f"{info.name} cannot export with dynamic sizes ({info.size_rule}: its pooling windows"
+                             f" are fixed for one size); drop --dynamic and export one --input-size per size")
+        if opts.weights is None:
+            self.say(f"note: no --weights given; exporting {info.name} with untrained initial weights")
+        self.model_name, self.family = info.name, info.family
+        self.pre = opts.preprocessing or _default_pre(info.name, info.family)
+        self.input_name, self.output_kind = INPUT_NAME, opts.head
+        self.output_name = "logits" if opts.head == "logits" else "labels"
+        up = self.model.final_upsample
+        self.upsample = {"mode": up.mode, "size": "input", "align_corners": bool(up.align_corners)}
+        self.size_multiple = int(self.model.size_multiple)
+        weights_sha = B.sha256_file(opts.weights) if opts.weights else "untrained, torch seed 0"
+        self.source_info = {"weights": str(opts.weights) if opts.weights else None,
+                            "weights_sha256": weights_sha if opts.weights else None,
+                            "output_stride": info.output_stride}
+        self.onnx_key = B.hash_key("onnx", info.name, self.num_classes, weights_sha, self.shapes.as_dict(),
+                                   opts.head, OPSET, opts.exporter, __version__, _version("torch"))
+        self.say(f"rtseg export: {info.name} ({self.num_classes} classes) at {_size_text(self.shapes)}"
+                 f" -> {opts.out}")
+
+    def fp32_graph(self, path: Path) -> None:
+        from .torch_onnx import export_torch
+
+        t = time.perf_counter()
+        if not self.opts.force and self.steps.reusable("onnx", self.onnx_key, [path]):
+            self._onnx_note = "reused"
+            return
+        export_torch(self.model, path, self.shapes, self.opts.head, OPSET, self.opts.exporter)
+        self.steps.finish("onnx", self.onnx_key, [path])
+        self._onnx_note = f"{time.perf_counter() - t:.1f} s"
+
+    def make_reference(self, onnx_path: Path):
+        from .verify import build_reference, torch_runner
+
+        return build_reference(torch_runner(self.model, self.opts.head), self.frames, self.output_kind,
+                               self.upsample)
+
+    def verify_fp32(self, onnx_path: Path) -> dict:
+        report = self.compare("onnx", onnx_path, self.opts.gates["onnx"])
+        report["note"] = self._onnx_note
+        return report
+
+
+class _BringYourOwn(_Export):
+    reference_name = "onnx fp32 (no PyTorch model for --onnx)"
+
+    def prepare(self) -> None:
+        from .torch_onnx import inspect_segmentation_graph
+
+        opts = self.opts
+        src = Path(opts.onnx)
+        if not src.is_file():
+            raise RtsegError(f"--onnx {src}: no such file; pass the path of a .onnx model")
+        if opts.num_classes is None:
+            raise RtsegError("--num-classes is required with --onnx")
+        self.num_classes = int(opts.num_classes)
+        io = inspect_segmentation_graph(src, self.num_classes)
+        if opts.input_size is None and io.static_hw is not None:
+            opts.input_size = io.static_hw
+        self.shapes = self._shapes_from_options()
+        if io.static_hw is not None and (self.shapes.dynamic or io.static_hw != self.shapes.opt):
+            raise RtsegError(f"{src.name} takes only {io.static_hw[0]}x{io.static_hw[1]} inputs (its input shape is"
+                             f" fixed); pass --input-size {io.static_hw[0]}x{io.static_hw[1]} without --dynamic")
+        self.io = io
+        self.model_name, self.family = src.stem, "onnx"
+        self.pre = opts.preprocessing or _default_pre(None, None)
+        self.input_name, self.output_name, self.output_kind = io.input_name, io.output_name, io.kind
+        self.upsample = {"mode": "bilinear", "size": "input", "align_corners": bool(opts.align_corners)}
+        self.size_multiple = 1
+        self.src_sha = B.sha256_file(src)
+        self.source_info = {"onnx": str(src), "onnx_sha256": self.src_sha}
+        self.say(f"rtseg export: {src.name} ({self.num_classes} classes) at {_size_text(self.shapes)}"
+                 f" -> {opts.out}")
+
+    def fp32_graph(self, path: Path) -> None:
+        from .torch_onnx import import_onnx
+
+        key = B.hash_key("onnx-import", self.src_sha, OPSET, __version__)
+        if self.opts.force or not self.steps.reusable("onnx", key, [path]):
+            import_onnx(Path(self.opts.onnx), path)
+            self.steps.finish("onnx", key, [path])
+
+    def make_reference(self, onnx_path: Path):
+        from .verify import build_reference, onnxruntime_runner
+
+        run = onnxruntime_runner(onnx_path)
+        for size, x in self.frames.items():  # the graph must run at every size and give a per-pixel output
+            out = run(x[:1])
+            self._check_output(out, size)
+        return build_reference(run, self.frames, self.output_kind, self.upsample)
+
+    def _check_output(self, out: np.ndarray, size: tuple[int, int]) -> None:
+        h, w = size
+        name = Path(self.opts.onnx).name
+        if self.output_kind == "labels":
+            if out.shape[-2:] != (h, w):
+                raise RtsegError(f"{name} is not a segmentation model: labels {out.shape} for a {h}x{w} input")
+            return
+        if out.shape[1] != self.num_classes:
+            raise RtsegError(f"{name} outputs {out.shape[1]} channels but --num-classes is {self.num_classes}")
+        oh, ow = out.shape[-2:]
+        if (oh, ow) == (h, w):
+            self.upsample = {"mode": "none", "size": "input", "align_corners": False}
+        elif not (1 <= oh <= h and 1 <= ow <= w and abs(h / oh - w / ow) <= 0.25 * h / oh):
+            raise RtsegError(f"{name} is not a segmentation model: a {h}x{w} input gives a {oh}x{ow} output,"
+                             f" not a map at the input size or a fixed fraction of it")
+
+    def verify_fp32(self, onnx_path: Path) -> dict:
+        return {"skipped": "the FP32 graph is the reference (no PyTorch model for --onnx)", "passed": True}
+
+
+def _default_pre(name, family) -> Preprocessing:
+    from .recipes import default_preprocessing
+
+    return default_preprocessing(name, family)
+
+
+def _size_text(shapes: Shapes) -> str:
+    text = f"{shapes.opt[0]}x{shapes.opt[1]}"
+    if shapes.dynamic:
+        text += f" (dynamic {shapes.min[0]}x{shapes.min[1]} to {shapes.max[0]}x{shapes.max[1]})"
+    return text
+
+
+def _array_digest(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _precision_counts(path: Path) -> dict:
+    """How many compute nodes of the FP16 graph run in FP16 and in FP32 (Casts and shape ops not counted)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*model.graph.value_info, *model.graph.output]}
+    half = full = 0
+    for node in model.graph.node:
+        if node.op_type in ("Cast", "Constant", "Shape", "Gather", "Unsqueeze", "Concat", "Slice", "Reshape"):
+            continue
+        t = types.get(node.output[0]) if node.output else None
+        half += t == onnx.TensorProto.FLOAT16
+        full += t == onnx.TensorProto.FLOAT
+    return {"fp16": half, "fp32": full}
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+

@@ -1,0 +1,155 @@
+"""Frames for verification and calibration: synthetic street-like scenes, or the user's images and video.
+
+Pure noise is a poor test of a segmentation graph: it has no large smooth regions (where logits sit near decision
+boundaries for many pixels at once), no long straight edges and no repeated texture. :func:`synthetic_scenes`
+draws frames with all three (a sky gradient, a road with lane marks, buildings with window grids, round blobs,
+fine noise) from a seed, so verification is deterministic and needs no dataset.
+
+Frames are uint8 RGB ``(H, W, 3)``; :func:`normalize` turns them into the graph's float NCHW input.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RtsegError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a uint8 frame becomes the graph input: ``(pixel * value_scale / 255 - mean) / std`` per channel.
+
+    ``value_scale`` 1.0 means mean/std are given for pixels in [0, 1]; 255.0 means for raw [0, 255] pixels.
+    ``channel_order`` is the order the graph expects ("RGB" or "BGR"); ``mean``/``std`` are in that order.
+    """
+
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    channel_order: str = "RGB"
+    value_scale: float = 1.0
+
+    def as_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std), "channel_order": self.channel_order,
+                "value_scale": self.value_scale, "layout": "NCHW", "dtype": "float32"}
+
+
+def normalize(frames: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """uint8 RGB ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` as the graph takes it."""
+    x = frames.astype(np.float32) * np.float32(pre.value_scale / 255.0)  # (N, H, W, 3) RGB
+    if pre.channel_order.upper() == "BGR":
+        x = x[..., ::-1]
+    x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (N, 3, H, W)
+
+
+def synthetic_scenes(count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """``count`` deterministic street-like uint8 RGB frames ``(count, H, W, 3)``."""
+    return np.stack([_scene(np.random.default_rng([seed, i]), height, width) for i in range(count)])
+
+
+def _scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)  # (H, W) each
+    yn, xn = yy / max(h - 1, 1), xx / max(w - 1, 1)
+    horizon = rng.uniform(0.3, 0.6)
+
+    # Sky: a vertical gradient between two random blues/greys (a large smooth region).
+    top, bottom = rng.uniform([60, 90, 150], [140, 170, 255]), rng.uniform([150, 170, 190], [230, 230, 250])
+    t = np.clip(yn / horizon, 0, 1)[..., None]
+    img = (1 - t) * top + t * bottom  # (H, W, 3)
+
+    # Road: a darker ground below the horizon with perspective lane marks (long oblique edges).
+    ground = yn > horizon
+    road = rng.uniform(70, 120) + 15 * (yn - horizon)[..., None]
+    img = np.where(ground[..., None], road * np.array([1.0, 1.0, 1.05]), img)
+    depth = np.clip((yn - horizon) / (1 - horizon), 1e-3, 1)
+    for lane in rng.uniform(-0.8, 0.8, size=rng.integers(1, 4)):
+        x_at = 0.5 + lane * depth  # lane position narrows towards the horizon
+        mark = ground & (np.abs(xn - x_at) < 0.006 + 0.01 * depth) & (np.sin(40 / depth) > -0.2)
+        img[mark] = (235, 235, 225)
+
+    # Buildings: rectangles standing on the horizon, each with a window grid (texture and sharp edges).
+    for _ in range(rng.integers(3, 8)):
+        x0 = rng.uniform(-0.1, 0.95)
+        bw, bh = rng.uniform(0.08, 0.3), rng.uniform(0.15, horizon)
+        inside = (xn >= x0) & (xn < x0 + bw) & (yn >= horizon - bh) & (yn < horizon + 0.02)
+        colour = rng.uniform(50, 220, size=3)
+        img[inside] = colour
+        period = rng.uniform(0.015, 0.04)
+        windows = inside & (np.mod(xn - x0, period) < period * 0.5) & (np.mod(yn, period * 1.3) < period * 0.6)
+        img[windows] = colour * rng.uniform(0.3, 0.7)
+
+    # Blobs: cars, trees, people (curved edges over the road and buildings).
+    for _ in range(rng.integers(3, 9)):
+        cy, cx = rng.uniform(horizon - 0.1, 1.0), rng.uniform(0, 1)
+        ry, rx = rng.uniform(0.02, 0.12), rng.uniform(0.02, 0.15)
+        blob = ((yn - cy) / ry) ** 2 + ((xn - cx) / rx) ** 2 < 1
+        shade = 1 - 0.4 * np.clip(((yn - cy) / ry) ** 2, 0, 1)  # a soft vertical shading inside the blob
+        img[blob] = (rng.uniform(0, 255, size=3) * shade[blob][:, None])
+
+    # Fine texture everywhere (sensor noise, foliage, asphalt grain).
+    img += rng.normal(0, 6, size=img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def load_frames(source: str | os.PathLike, count: int, height: int, width: int) -> np.ndarray:
+    """Up to ``count`` frames from an image, a folder of images or a video, resized to ``(H, W)``: uint8 RGB."""
+    cv2 = _cv2()
+    path = Path(source)
+    if not path.exists():
+        raise RtsegError(f"--calib {source}: no such file or folder; pass images, a folder of images or a video")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise RtsegError(f"--calib {source}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        step = max(1, len(files) // count)
+        images = [_read_image(cv2, p) for p in files[::step][:count]]
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        images = [_read_image(cv2, path)]
+    else:
+        images = _read_video(cv2, path, count)
+    return np.stack([_resize(cv2, im, height, width) for im in images])
+
+
+def _cv2():
+    try:
+        import cv2
+    except ModuleNotFoundError:
+        raise RtsegError("OpenCV is not installed; install it with: pip install 'rtseg[export]'") from None
+    return cv2
+
+
+def _read_image(cv2, path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise RtsegError(f"cannot read image {path}; is it a valid image file?")
+    return bgr[..., ::-1]  # (H, W, 3) RGB
+
+
+def _read_video(cv2, path: Path, count: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    step = max(1, total // count) if total > 0 else 1
+    frames, index = [], 0
+    while cap.isOpened() and len(frames) < count:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        if index % step == 0:
+            frames.append(bgr[..., ::-1])
+        index += 1
+    cap.release()
+    if not frames:
+        raise RtsegError(f"--calib {path}: cannot read frames; pass images, a folder of images or a video file")
+    return frames
+
+
+def _resize(cv2, rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    if rgb.shape[:2] == (height, width):
+        return np.ascontiguousarray(rgb)
+    return cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=cv2.INTER_AREA)
