@@ -129,7 +129,7 @@ class FCN16s(FCNVGG16):
 
     def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, C, H, W)
         _, pool4, score = self.trunk(x)
-        up = self.upscore2(score)  # (N, C, ~H/16 + 5, ~W/16 + 5)
+        up = self.upscore2(score)  # (N, C, 2*h5 - 10, 2*w5 - 10): about H/16 + 2
         up = up + _crop(self.score_pool4(pool4), 5, up.shape[-2], up.shape[-1])
         return _crop(self.upscore16(up), 27, x.shape[-2], x.shape[-1])
 
@@ -157,9 +157,9 @@ class FCN8s(FCNVGG16):
             pool4 = pool4 * self.pool4_scale
         if self.pool3_scale != 1.0:
             pool3 = pool3 * self.pool3_scale
-        up = self.upscore2(score)  # (N, C, ~H/16 + 5, ~W/16 + 5)
+        up = self.upscore2(score)  # (N, C, 2*h5 - 10, 2*w5 - 10): about H/16 + 2
         up = up + _crop(self.score_pool4(pool4), 5, up.shape[-2], up.shape[-1])
-        up = self.upscore_pool4(up)  # (N, C, ~H/8 + 12, ~W/8 + 12)
+        up = self.upscore_pool4(up)  # (N, C, 4*h5 - 18, 4*w5 - 18): about H/8 + 7
         up = up + _crop(self.score_pool3(pool3), 9, up.shape[-2], up.shape[-1])
         return _crop(self.upscore8(up), 31, x.shape[-2], x.shape[-1])
 
