@@ -14,6 +14,7 @@ Everything here imports cuda-python lazily: ``import rtseg.kernels`` works witho
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -43,8 +44,10 @@ KERNEL_NAMES: tuple[str, ...] = (
 )
 #: the architectures the compile test covers (Turing to Hopper)
 SUPPORTED_ARCHS: tuple[str, ...] = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90")
-#: --fmad=false: only the fused multiply-adds written out in rtseg_pixel.h, so the CPU twin matches bit for bit
-NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++17", "--fmad=false", "-default-device")
+#: Only options every NVRTC since CUDA 11 knows (its default dialect is C++17 and the sources need no more).
+#: --fmad=false: only the fused multiply-adds written out in rtseg_pixel.h, so the CPU twin matches bit for bit;
+#: --ftz/--prec-div spell out NVRTC's defaults, which the bit-exactness rests on.
+NVRTC_OPTIONS: tuple[str, ...] = ("--fmad=false", "--ftz=false", "--prec-div=true")
 _SOURCE_FILES = ("kernels.cu", "rtseg_pixel.h")
 _BLOCK = 256
 _PALETTE_MAX = 256
@@ -68,6 +71,12 @@ def _sources() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in _SOURCE_FILES}
 
 
+def _bindings_major() -> int:
+    from cuda import bindings
+
+    return int(str(getattr(bindings, "__version__", "12")).split(".")[0])
+
+
 def _nvrtc():
     try:
         from cuda.bindings import nvrtc
@@ -86,15 +95,54 @@ def _check_nvrtc(result, what: str, program=None) -> None:
         if err == nvrtc.nvrtcResult.NVRTC_SUCCESS and size > 1:
             buf = b" " * size
             nvrtc.nvrtcGetProgramLog(program, buf)
-            log = buf.decode(errors="replace").strip()
+            log = buf.rstrip(b"\0").decode(errors="replace").strip()
     raise RtsegError(f"NVRTC {what} failed ({result.name}){': ' + log if log else ''}")
 
 
+@functools.cache
 def nvrtc_version() -> tuple[int, int]:
+    """NVRTC's (major, minor); the first NVRTC call, so a missing libnvrtc surfaces here as one clear error."""
     nvrtc = _nvrtc()
-    err, major, minor = nvrtc.nvrtcVersion()
+    try:
+        err, major, minor = nvrtc.nvrtcVersion()
+    except Exception as exc:  # noqa: BLE001 - the loader raises RuntimeError or its own error types
+        major = _bindings_major()
+        raise RtsegError(
+            f"NVRTC (libnvrtc.so.{major}) could not be loaded ({exc}); install it with "
+            f"pip install nvidia-cuda-nvrtc-cu{major}, or put the CUDA {major} toolkit's lib64 on LD_LIBRARY_PATH"
+        ) from exc
     _check_nvrtc(err, "version query")
     return int(major), int(minor)
+
+
+@functools.cache
+def nvrtc_archs() -> tuple[int, ...]:
+    """The sm_XX numbers this NVRTC can compile for (empty when it cannot say)."""
+    nvrtc = _nvrtc()
+    nvrtc_version()
+    try:
+        err, archs = nvrtc.nvrtcGetSupportedArchs()
+    except Exception:  # noqa: BLE001 - an NVRTC too old to list them
+        return ()
+    return tuple(sorted(int(a) for a in archs)) if err == nvrtc.nvrtcResult.NVRTC_SUCCESS else ()
+
+
+def compile_target(arch: str) -> str:
+    """What to ask NVRTC for on a device of ``arch`` (e.g. ``"sm_90"``).
+
+    The device's own cubin when this NVRTC knows the architecture; else PTX for the newest virtual architecture
+    NVRTC knows below it (``"compute_XX"``), which the driver compiles for the device when it loads the module.
+    """
+    want = int(arch.removeprefix("sm_"))
+    known = nvrtc_archs()
+    if not known or want in known:
+        return f"sm_{want}"
+    older = [a for a in known if a <= want]
+    if not older:
+        major, minor = nvrtc_version()
+        raise RtsegError(f"NVRTC {major}.{minor} cannot compile for {arch} (it knows sm_{known[0]} and newer); "
+                         "install an NVRTC of the CUDA version your driver supports")
+    return f"compute_{max(older)}"
 
 
 def cache_dir() -> Path:
@@ -132,23 +180,27 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def compile_cubin(arch: str, *, use_cache: bool = True) -> bytes:
-    """Compile kernels.cu to a cubin for ``arch`` (e.g. ``"sm_86"``), through the disk cache."""
+    """Compile kernels.cu for ``arch`` through the disk cache: a cubin for ``"sm_XX"``, NUL-terminated PTX for
+    ``"compute_XX"`` (both are what cuModuleLoadData takes)."""
     sources = _sources()
     key = _cache_key(sources, arch, NVRTC_OPTIONS)
-    cached = cache_dir() / f"kernels-{arch}-{key[:32]}.cubin"
+    suffix = "ptx" if arch.startswith("compute_") else "cubin"
+    cached = cache_dir() / f"kernels-{arch}-{key[:32]}.{suffix}"
     if use_cache and cached.is_file():
         return cached.read_bytes()
-    cubin = _nvrtc_compile(sources, arch)
+    image = _nvrtc_compile(sources, arch)
     if use_cache:
         try:
-            _atomic_write(cached, cubin)
+            _atomic_write(cached, image)
         except OSError:  # a read-only home still runs, it just recompiles next time
             pass
-    return cubin
+    return image
 
 
 def _nvrtc_compile(sources: dict[str, bytes], arch: str) -> bytes:
     nvrtc = _nvrtc()
+    nvrtc_version()
+    ptx = arch.startswith("compute_")
     headers = [name for name in sources if name != "kernels.cu"]
     err, program = nvrtc.nvrtcCreateProgram(
         sources["kernels.cu"], b"kernels.cu", len(headers), [sources[h] for h in headers], [h.encode() for h in headers]
@@ -158,12 +210,14 @@ def _nvrtc_compile(sources: dict[str, bytes], arch: str) -> bytes:
         options = [*(o.encode() for o in NVRTC_OPTIONS), f"--gpu-architecture={arch}".encode()]
         (err,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
         _check_nvrtc(err, f"compilation for {arch}", program)
-        err, size = nvrtc.nvrtcGetCUBINSize(program)
-        _check_nvrtc(err, "cubin size query")
-        cubin = b" " * size
-        (err,) = nvrtc.nvrtcGetCUBIN(program, cubin)
-        _check_nvrtc(err, "cubin retrieval")
-        return cubin
+        get_size, get = (nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX) if ptx else (nvrtc.nvrtcGetCUBINSize,
+                                                                              nvrtc.nvrtcGetCUBIN)
+        err, size = get_size(program)
+        _check_nvrtc(err, "output size query")
+        image = b" " * size  # NVRTC writes into this buffer; PTX comes NUL-terminated, as cuModuleLoadData wants
+        (err,) = get(program, image)
+        _check_nvrtc(err, "output retrieval")
+        return image
     finally:
         nvrtc.nvrtcDestroyProgram(program)
 
@@ -181,7 +235,7 @@ def _driver():
 
 
 def _check(result, what: str) -> Any:
-    """Unpack a cuda.bindings driver result tuple, raising RtsegError on failure."""
+    """Unpack a cuda.bindings driver result tuple ``(CUresult, *values)``, raising RtsegError on failure."""
     driver = _driver()
     err, *rest = result if isinstance(result, tuple) else (result,)
     if err != driver.CUresult.CUDA_SUCCESS:
@@ -190,25 +244,76 @@ def _check(result, what: str) -> Any:
     return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
 
 
-_lock = threading.Lock()
+@functools.cache
+def _init() -> None:
+    """cuInit, once; a machine without the NVIDIA driver library gets an RtsegError, not a loader exception."""
+    driver = _driver()
+    try:
+        result = driver.cuInit(0)
+    except Exception as exc:  # noqa: BLE001 - cuda-python raises its loader's own error types
+        raise RtsegError(f"the NVIDIA driver (libcuda) could not be loaded: {exc}") from exc
+    _check(result, "initialisation")
+
+
+@functools.cache
+def driver_version() -> tuple[int, int]:
+    """The CUDA version the installed driver supports, as (major, minor)."""
+    _init()
+    version = int(_check(_driver().cuDriverGetVersion(), "driver version query"))
+    return version // 1000, version % 1000 // 10
+
+
+_lock = threading.RLock()
 _modules: dict[int, tuple[Any, dict[str, Any]]] = {}  # context handle -> (module, functions)
+_primary: dict[int, Any] = {}  # device ordinal -> its retained primary context
+
+
+def _primary_context(device: int):
+    with _lock:
+        ctx = _primary.get(device)
+        if ctx is None:
+            driver = _driver()
+            dev = _check(driver.cuDeviceGet(device), "device query")
+            ctx = _primary[device] = _check(driver.cuDevicePrimaryCtxRetain(dev), "primary context")
+        return ctx
+
+
+def _context_device(driver) -> int:
+    return int(_check(driver.cuCtxGetDevice(), "device query"))
 
 
 def _current_context(device: int):
-    """The calling thread's current context, else device's primary context made current (what PyTorch uses)."""
+    """Make sure this thread has a current context; with none, device's primary context (the one PyTorch and the
+    runtime API use) becomes current, as the runtime would do. Returns the current context."""
+    _init()
     driver = _driver()
-    _check(driver.cuInit(0), "initialisation")
     ctx = _check(driver.cuCtxGetCurrent(), "context query")
     if int(ctx) == 0:
-        dev = _check(driver.cuDeviceGet(device), "device query")
-        ctx = _check(driver.cuDevicePrimaryCtxRetain(dev), "primary context")
+        ctx = _primary_context(device)
         _check(driver.cuCtxSetCurrent(ctx), "context activation")
     return ctx
 
 
-def device_arch(device: int = 0) -> str:
+@contextlib.contextmanager
+def _on_device(device: int):
+    """Run the block with a context of ``device`` current: the thread's own when it is on that device, else the
+    device's primary context pushed for the block only (the caller's current device is left as it was)."""
+    ctx = _current_context(device)
     driver = _driver()
-    _check(driver.cuInit(0), "initialisation")
+    if _context_device(driver) == int(_check(driver.cuDeviceGet(device), "device query")):
+        yield ctx
+        return
+    ctx = _primary_context(device)
+    _check(driver.cuCtxPushCurrent(ctx), "context activation")
+    try:
+        yield ctx
+    finally:
+        _check(driver.cuCtxPopCurrent(), "context release")
+
+
+def device_arch(device: int = 0) -> str:
+    _init()
+    driver = _driver()
     dev = _check(driver.cuDeviceGet(device), "device query")
     attr = driver.CUdevice_attribute
     major = _check(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev), "arch")
@@ -216,54 +321,122 @@ def device_arch(device: int = 0) -> str:
     return f"sm_{major}{minor}"
 
 
+def _load_module(device: int):
+    """The kernels as a module of the current context: compiled (or read from the cache) for device's arch."""
+    driver = _driver()
+    target = compile_target(device_arch(device))
+    result = driver.cuModuleLoadData(compile_cubin(target))
+    if result[0] != driver.CUresult.CUDA_SUCCESS:
+        _, name = driver.cuGetErrorName(result[0])
+        name = name.decode() if isinstance(name, bytes) else name
+        (nv_major, nv_minor), (drv_major, drv_minor) = nvrtc_version(), driver_version()
+        hint = ""
+        if (nv_major, nv_minor) > (drv_major, drv_minor):
+            hint = (f"; NVRTC {nv_major}.{nv_minor} is newer than the CUDA {drv_major}.{drv_minor} this driver "
+                    f"supports: update the driver or install pip install nvidia-cuda-nvrtc-cu{drv_major} with "
+                    f"cuda-python {drv_major}.x")
+        raise RtsegError(f"CUDA module load ({target}, NVRTC {nv_major}.{nv_minor}) failed: {name}{hint}")
+    return result[1]
+
+
 def _function(name: str, device: int):
-    ctx = _current_context(device)
-    key = int(ctx)
+    """The CUfunction ``name`` in the current context (loading the module on first use in that context)."""
+    driver = _driver()
+    key = int(_check(driver.cuCtxGetCurrent(), "context query"))
     with _lock:
         entry = _modules.get(key)
         if entry is None:
-            driver = _driver()
-            dev = _check(driver.cuCtxGetDevice(), "device query")
-            cubin = compile_cubin(device_arch(int(dev)))
-            module = _check(driver.cuModuleLoadData(cubin), "module load")
-            entry = (module, {})
-            _modules[key] = entry
+            entry = _modules[key] = (_load_module(device), {})
         module, functions = entry
         fn = functions.get(name)
         if fn is None:
-            fn = _check(_driver().cuModuleGetFunction(module, name.encode()), f"lookup of {name}")
-            functions[name] = fn
+            fn = functions[name] = _check(driver.cuModuleGetFunction(module, name.encode()), f"lookup of {name}")
         return fn
 
 
+class _Driver:
+    """The real device behind the kernel wrappers: launches and scratch memory through the driver API.
+
+    The wrappers only call these three methods, so a test can put a CPU emulation of the device in its place.
+    """
+
+    def launch(self, name: str, device: int, grid: int, block: int, stream: int, args: list) -> None:
+        """Launch ``name`` on ``stream`` with ``args`` (ctypes values, one per kernel parameter)."""
+        driver = _driver()
+        params = kernel_params(args)
+        with _on_device(device):
+            fn = _function(name, device)
+            # kernelParams as an int: the address of a void*[] (the C API's form); the driver copies each
+            # parameter's bytes (size from the cubin) before cuLaunchKernel returns, so `params` may die after.
+            _check(driver.cuLaunchKernel(fn, grid, 1, 1, block, 1, 1, 0, driver.CUstream(stream),
+                                         ctypes.addressof(params), 0), f"launch of {name}")
+
+    def alloc(self, nbytes: int, device: int, stream: int) -> int:
+        """Stream-ordered allocation, from rtseg's own pool (so the default pool's settings stay the caller's)."""
+        driver = _driver()
+        with _on_device(device):
+            pool = _scratch_pool(device)
+            if pool is not None:
+                return int(_check(driver.cuMemAllocFromPoolAsync(nbytes, pool, driver.CUstream(stream)),
+                                  "scratch allocation"))
+            return int(_check(driver.cuMemAllocAsync(nbytes, driver.CUstream(stream)), "scratch allocation"))
+
+    def free(self, ptr: int, device: int, stream: int) -> None:
+        driver = _driver()
+        with _on_device(device):
+            _check(driver.cuMemFreeAsync(driver.CUdeviceptr(ptr), driver.CUstream(stream)), "scratch release")
+
+
+_device: Any = _Driver()
+
+
+@functools.cache
+def _scratch_pool(device: int):
+    """A memory pool that keeps what it reserved (release threshold: all), so per-frame scratch allocations do
+    not go back to the OS at every synchronisation as the default pool's do; None (use the default pool) if the
+    pool cannot be made here."""
+    driver = _driver()
+    try:
+        props = driver.CUmemPoolProps()
+        props.allocType = driver.CUmemAllocationType.CU_MEM_ALLOCATION_TYPE_PINNED
+        props.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
+        props.location.id = device
+        pool = _check(driver.cuMemPoolCreate(props), "memory pool creation")
+        _check(driver.cuMemPoolSetAttribute(pool, driver.CUmemPool_attribute.CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                                            driver.cuuint64_t(2**64 - 1)), "memory pool setup")
+        return pool
+    except Exception:  # noqa: BLE001 - a driver without pools for this device: the default pool still works
+        return None
+
+
+def kernel_params(args: list) -> ctypes.Array:
+    """The void*[] cuLaunchKernel takes: one pointer to each argument's bytes. It points into ``args``, which
+    must stay alive while the array is used."""
+    return (ctypes.c_void_p * len(args))(*(ctypes.addressof(a) for a in args))
+
+
 def _launch(name: str, device: int, count: int, stream: int, args: list) -> None:
-    """Launch ``name`` with one thread per item on ``stream``; args are ctypes values, kept alive for the call."""
+    """Launch ``name`` with one thread per item on ``stream``; args are ctypes values, one per kernel parameter."""
     if count <= 0:
         return
-    driver = _driver()
-    fn = _function(name, device)
-    pointers = (ctypes.c_void_p * len(args))(*(ctypes.addressof(a) for a in args))
     grid = (count + _BLOCK - 1) // _BLOCK
-    _check(
-        driver.cuLaunchKernel(fn, grid, 1, 1, _BLOCK, 1, 1, 0, driver.CUstream(stream), ctypes.addressof(pointers), 0),
-        f"launch of {name}",
-    )
+    if grid >= 2**31:
+        raise RtsegError(f"{name}: {count} output items is more than one launch can cover; split the batch")
+    _device.launch(name, device, grid, _BLOCK, stream, args)
 
 
 class _Scratch:
     """Stream-ordered device scratch memory: allocated and freed on the stream, no host synchronisation."""
 
-    def __init__(self, nbytes: int, stream: int):
-        driver = _driver()
-        self.stream = stream
-        self.ptr = _check(driver.cuMemAllocAsync(max(nbytes, 1), driver.CUstream(stream)), "scratch allocation")
+    def __init__(self, nbytes: int, device: int, stream: int):
+        self.device, self.stream = device, stream
+        self.ptr = _device.alloc(max(int(nbytes), 1), device, stream)
 
     def __enter__(self) -> int:
-        return int(self.ptr)
+        return self.ptr
 
     def __exit__(self, *exc) -> None:
-        driver = _driver()
-        _check(driver.cuMemFreeAsync(self.ptr, driver.CUstream(self.stream)), "scratch release")
+        _device.free(self.ptr, self.device, self.stream)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -332,9 +505,11 @@ def as_device_array(obj: Any) -> DeviceArray:
 
 
 def _pointer_device(ptr: int) -> int:
+    """The ordinal of the device that owns ``ptr`` (0 when the driver cannot tell)."""
     driver = _driver()
     attr = driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
     try:
+        _init()
         return int(_check(driver.cuPointerGetAttribute(attr, ptr), "pointer query"))
     except RtsegError:
         return 0
@@ -412,6 +587,10 @@ def upsample_argmax(logits: Any, size: tuple[int, int], align_corners: bool = Fa
         raise RtsegError(f"logits must be float32 or float16, got {dtype}")
     N, C, h, w = arr.shape
     H, W = (int(s) for s in size)
+    if H < 1 or W < 1 or 0 in arr.shape:
+        raise RtsegError(f"cannot upsample logits of shape {arr.shape} to {H}x{W}")
+    if max(h, w, H, W) >= 2**24:
+        raise RtsegError("sizes must be below 2^24 (the pixel coordinates are float32)")
     ldt = label_dtype(C)
     out_shape = (H, W) if squeeze else (N, H, W)
     labels = out if out is not None else _empty_like_device(logits, out_shape, ldt)
@@ -427,7 +606,7 @@ def upsample_argmax(logits: Any, size: tuple[int, int], align_corners: bool = Fa
     lname = "u8" if ldt == np.uint8 else "i32"
     sN, sC, sY, sX = arr.element_strides
     common = [_ptr(arr.ptr), _i64(sN), _i64(sC), _i64(sY), _i64(sX), _i32(N), _i32(C), _i32(h), _i32(w)]
-    with _Scratch(N * h * w * 4, s) as lowarg:
+    with _Scratch(N * h * w * 4, arr.device, s) as lowarg:
         _launch(f"rtseg_lowres_argmax_{tname}", arr.device, N * h * w, s, [*common, _ptr(lowarg)])
         _launch(f"rtseg_upsample_argmax_{tname}_{lname}", arr.device, N * H * W, s,
                 [*common, _i32(H), _i32(W), _i32(bool(align_corners)), _ptr(lowarg), _ptr(lab.ptr),
@@ -465,12 +644,17 @@ def preprocess(frame: Any, size: tuple[int, int], mean, std, *, rgb: bool = True
     if dtype not in (np.float32, np.float16):
         raise RtsegError(f"dtype must be float32 or float16, got {dtype}")
     H, W = (int(s) for s in size)
+    if H < 1 or W < 1 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise RtsegError(f"cannot resize a {arr.shape[0]}x{arr.shape[1]} frame to {H}x{W}")
+    from .cpu import _three  # the same checks and float32 rounding as the CPU twin
+
+    mean, std = _three(mean, "mean"), _three(std, "std")
     result = out if out is not None else _empty_like_device(frame, (1, 3, H, W), dtype)
     res = as_device_array(result)
     _check_output(res, (1, 3, H, W), dtype, "out")
     norm = _Normalisation()
-    norm.mean[:] = [float(np.float32(m)) for m in mean]
-    norm.stdv[:] = [float(np.float32(v)) for v in std]
+    norm.mean[:] = mean
+    norm.stdv[:] = std
     norm.pixel_range = float(pixel_range)
     norm.rgb = int(bool(rgb))
     s = stream_handle(stream, frame)
@@ -497,8 +681,10 @@ def overlay(frame: Any, labels: Any, palette: np.ndarray, alpha256: int, out: An
     fr, lab = as_device_array(frame), as_device_array(labels)
     if len(fr.shape) != 3 or fr.shape[2] != 3 or np.dtype(fr.dtype) != np.uint8:
         raise RtsegError(f"frame must be uint8 (H, W, 3), got {np.dtype(fr.dtype)} {fr.shape}")
-    if len(lab.shape) != 2:
-        raise RtsegError(f"labels must be (h, w), got shape {lab.shape}")
+    if len(lab.shape) != 2 or 0 in lab.shape:
+        raise RtsegError(f"labels must be a non-empty (h, w) array, got shape {lab.shape}")
+    if not 0 <= int(alpha256) <= 256:
+        raise RtsegError(f"alpha256 must be in [0, 256], got {alpha256}")
     H, W = fr.shape[:2]
     result = out if out is not None else _empty_like_device(frame, (H, W, 3), np.dtype(np.uint8))
     res = as_device_array(result)
@@ -530,16 +716,12 @@ def colorize(labels: Any, palette: np.ndarray, out: Any = None, stream: Any = No
 
 @functools.cache
 def available() -> str | None:
-    """None when the CUDA kernels can run here, else why not."""
+    """None when the CUDA kernels can run here (driver, GPU and NVRTC all present), else why not."""
     try:
-        driver = _driver()
-        _nvrtc()
+        _init()
+        if int(_check(_driver().cuDeviceGetCount(), "device count")) < 1:
+            return "no NVIDIA GPU"
+        nvrtc_version()
     except RtsegError as exc:
         return str(exc)
-    err = driver.cuInit(0)[0]
-    if err != driver.CUresult.CUDA_SUCCESS:
-        return "no usable CUDA driver"
-    err, count = driver.cuDeviceGetCount()
-    if err != driver.CUresult.CUDA_SUCCESS or count < 1:
-        return "no NVIDIA GPU"
     return None
