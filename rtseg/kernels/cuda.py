@@ -71,12 +71,6 @@ def _sources() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in _SOURCE_FILES}
 
 
-def _bindings_major() -> int:
-    from cuda import bindings
-
-    return int(str(getattr(bindings, "__version__", "12")).split(".")[0])
-
-
 def _nvrtc():
     try:
         from cuda.bindings import nvrtc
@@ -106,10 +100,10 @@ def nvrtc_version() -> tuple[int, int]:
     try:
         err, major, minor = nvrtc.nvrtcVersion()
     except Exception as exc:  # noqa: BLE001 - the loader raises RuntimeError or its own error types
-        major = _bindings_major()
+        why = " ".join(str(exc).split())
         raise RtsegError(
-            f"NVRTC (libnvrtc.so.{major}) could not be loaded ({exc}); install it with "
-            f"pip install nvidia-cuda-nvrtc-cu{major}, or put the CUDA {major} toolkit's lib64 on LD_LIBRARY_PATH"
+            f"NVRTC could not be loaded ({why}); install it with pip install nvidia-cuda-nvrtc-cu12 (its cubins "
+            "run on any driver from CUDA 12 on), or put a CUDA toolkit's lib64 on LD_LIBRARY_PATH"
         ) from exc
     _check_nvrtc(err, "version query")
     return int(major), int(minor)
@@ -333,8 +327,8 @@ def _load_module(device: int):
         hint = ""
         if (nv_major, nv_minor) > (drv_major, drv_minor):
             hint = (f"; NVRTC {nv_major}.{nv_minor} is newer than the CUDA {drv_major}.{drv_minor} this driver "
-                    f"supports: update the driver or install pip install nvidia-cuda-nvrtc-cu{drv_major} with "
-                    f"cuda-python {drv_major}.x")
+                    f"supports: update the driver, or use an NVRTC of CUDA {drv_major} (pip install "
+                    f"nvidia-cuda-nvrtc-cu{drv_major}, with cuda-python {drv_major}.x so that it is the one loaded)")
         raise RtsegError(f"CUDA module load ({target}, NVRTC {nv_major}.{nv_minor}) failed: {name}{hint}")
     return result[1]
 

@@ -103,12 +103,76 @@ def test_overlay_and_colorize_match_cpu_twin(dev, ldtype):
     np.testing.assert_array_equal(dev.download(colours), K.colorize(labels, palette))
 
 
+def test_full_size_output_and_a_stream_of_our_own(dev):
+    """The deployment shape (19 classes, 128x256 -> 1024x2048) on a cuda-python stream, plus a batch of two."""
+    logits = np.random.default_rng(7).standard_normal((2, 19, 128, 256)).astype(np.float16)
+    want = K.upsample_argmax(logits, (1024, 2048))
+    stream = cuda_check(dev, dev.driver.cuStreamCreate(1), "stream")  # CU_STREAM_NON_BLOCKING
+    try:
+        out = dev.empty((2, 1024, 2048), np.uint8)
+        K.upsample_argmax(dev.upload(logits), (1024, 2048), out=out, stream=int(stream))
+        cuda_check(dev, dev.driver.cuStreamSynchronize(stream), "stream sync")
+        np.testing.assert_array_equal(dev.download(out), want)
+    finally:
+        dev.driver.cuStreamDestroy(stream)
+
+
+def test_a_thread_without_a_current_context(dev):
+    import threading
+
+    logits = np.random.default_rng(8).standard_normal((1, 6, 9, 11)).astype(np.float32)
+    d_logits, out = dev.upload(logits), dev.empty((1, 30, 40), np.uint8)
+    errors = []
+
+    def work():
+        try:
+            K.upsample_argmax(d_logits, (30, 40), out=out, stream=0)
+        except Exception as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert not errors
+    np.testing.assert_array_equal(dev.download(out), K.upsample_argmax(logits, (30, 40)))
+
+
+def test_ptx_fallback_loads_and_matches(dev, monkeypatch, tmp_path):
+    """The path for a GPU newer than NVRTC: PTX of a virtual architecture, compiled by the driver at load."""
+    from rtseg.kernels import cuda
+
+    monkeypatch.setenv("RTSEG_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cuda, "compile_target", lambda arch: "compute_75")
+    monkeypatch.setattr(cuda, "_modules", {})
+    logits = np.random.default_rng(9).standard_normal((1, 7, 13, 17)).astype(np.float16)
+    out = dev.empty((1, 50, 61), np.uint8)
+    K.upsample_argmax(dev.upload(logits), (50, 61), out=out)
+    np.testing.assert_array_equal(dev.download(out), K.upsample_argmax(logits, (50, 61)))
+    assert [p.suffix for p in (tmp_path / "cubin").iterdir()] == [".ptx"]
+
+
+def test_cupy_arrays_through_cuda_array_interface():
+    cp = pytest.importorskip("cupy")
+    logits = np.random.default_rng(10).standard_normal((19, 24, 32)).astype(np.float32)
+    d_logits = cp.asarray(logits)[:, ::-1]  # a negative stride
+    out = cp.empty((100, 120), cp.uint8)
+    K.upsample_argmax(d_logits, (100, 120), out=out, stream=cp.cuda.get_current_stream().ptr)
+    cp.cuda.get_current_stream().synchronize()
+    np.testing.assert_array_equal(cp.asnumpy(out), K.upsample_argmax(np.ascontiguousarray(logits[:, ::-1]),
+                                                                     (100, 120)))
+
+
+def cuda_check(dev, result, what):
+    return dev.cuda._check(result, what)
+
+
 def test_torch_cuda_tensors_on_the_current_stream():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("this PyTorch build has no CUDA")
     logits = torch.randn(1, 19, 64, 128, device="cuda", dtype=torch.float16)
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # logits were made on the default stream
     with torch.cuda.stream(stream):
         labels = K.upsample_argmax(logits, (512, 1024))
         frame = torch.randint(0, 256, (720, 1280, 3), dtype=torch.uint8, device="cuda")
