@@ -260,6 +260,7 @@ def driver_version() -> tuple[int, int]:
 _lock = threading.RLock()
 _modules: dict[int, tuple[Any, dict[str, Any]]] = {}  # context handle -> (module, functions)
 _primary: dict[int, Any] = {}  # device ordinal -> its retained primary context
+_context_devices: dict[int, int] = {}  # context handle -> its CUdevice, so launches skip the query
 
 
 def _primary_context(device: int):
@@ -272,8 +273,9 @@ def _primary_context(device: int):
         return ctx
 
 
-def _context_device(driver) -> int:
-    return int(_check(driver.cuCtxGetDevice(), "device query"))
+@functools.cache
+def _device_handle(device: int) -> int:
+    return int(_check(_driver().cuDeviceGet(device), "device query"))
 
 
 def _current_context(device: int):
@@ -294,7 +296,10 @@ def _on_device(device: int):
     device's primary context pushed for the block only (the caller's current device is left as it was)."""
     ctx = _current_context(device)
     driver = _driver()
-    if _context_device(driver) == int(_check(driver.cuDeviceGet(device), "device query")):
+    owner = _context_devices.get(int(ctx))
+    if owner is None:
+        owner = _context_devices[int(ctx)] = int(_check(driver.cuCtxGetDevice(), "device query"))
+    if owner == _device_handle(device):
         yield ctx
         return
     ctx = _primary_context(device)
@@ -333,10 +338,10 @@ def _load_module(device: int):
     return result[1]
 
 
-def _function(name: str, device: int):
-    """The CUfunction ``name`` in the current context (loading the module on first use in that context)."""
+def _function(name: str, device: int, ctx):
+    """The CUfunction ``name`` in ``ctx``, the current context (loading the module on first use there)."""
     driver = _driver()
-    key = int(_check(driver.cuCtxGetCurrent(), "context query"))
+    key = int(ctx)
     with _lock:
         entry = _modules.get(key)
         if entry is None:
@@ -358,8 +363,8 @@ class _Driver:
         """Launch ``name`` on ``stream`` with ``args`` (ctypes values, one per kernel parameter)."""
         driver = _driver()
         params = kernel_params(args)
-        with _on_device(device):
-            fn = _function(name, device)
+        with _on_device(device) as ctx:
+            fn = _function(name, device, ctx)
             # kernelParams as an int: the address of a void*[] (the C API's form); the driver copies each
             # parameter's bytes (size from the cubin) before cuLaunchKernel returns, so `params` may die after.
             _check(driver.cuLaunchKernel(fn, grid, 1, 1, block, 1, 1, 0, driver.CUstream(stream),
