@@ -111,6 +111,8 @@ __device__ void preprocess(const u8* __restrict__ frame, i64 sY, i64 sX, i64 sC,
 
 // ---------------------------------------------------------------------------------------------------------------
 // overlay / colorize. The palette (at most 256 colours, in the frame's channel order) travels by value.
+// overlay may write over its own frame (out == frame): those two pointers are not __restrict__, and each thread
+// reads its pixel's three channels before writing them.
 
 struct Palette {
     u8 colour[256 * 3];
@@ -118,8 +120,8 @@ struct Palette {
 };
 
 template <class L>
-__device__ void overlay(const u8* __restrict__ frame, i64 fY, i64 fX, i64 fC, const L* __restrict__ labels, i64 lY,
-                        i64 lX, int h, int w, int H, int W, Palette palette, int alpha256, u8* __restrict__ out) {
+__device__ void overlay(const u8* frame, i64 fY, i64 fX, i64 fC, const L* __restrict__ labels, i64 lY, i64 lX, int h,
+                        int w, int H, int W, Palette palette, int alpha256, u8* out) {
     const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (i64)H * W) return;
     const int X = (int)(i % W);
@@ -127,10 +129,9 @@ __device__ void overlay(const u8* __restrict__ frame, i64 fY, i64 fX, i64 fC, co
     const i64 l = (i64)labels[rtseg::nearest_index(Y, h, H) * lY + rtseg::nearest_index(X, w, W) * lX];
     const u8* f = frame + Y * fY + X * fX;
     const bool paint = l >= 0 && l < palette.count;
-    for (int c = 0; c < 3; ++c) {
-        const int fv = f[c * fC];
-        out[i * 3 + c] = paint ? rtseg::blend_u8(fv, palette.colour[l * 3 + c], alpha256) : (u8)fv;
-    }
+    const int fv[3] = {f[0], f[fC], f[2 * fC]};
+    for (int c = 0; c < 3; ++c)
+        out[i * 3 + c] = paint ? rtseg::blend_u8(fv[c], palette.colour[l * 3 + c], alpha256) : (u8)fv[c];
 }
 
 template <class L>
