@@ -58,9 +58,10 @@ _PALETTE_MAX = 256
 
 
 def source_dir() -> Path:
-    """Where kernels.cu lives: inside the installed package, else the checkout's cpp_ext/."""
+    """Where kernels.cu lives: the checkout's cpp_ext/ when running from one (so an editable install never reads a
+    stale copy), else the copy build_py ships inside the package."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "cuda_src", here.parents[1] / "cpp_ext"):
+    for candidate in (here.parents[1] / "cpp_ext", here / "cuda_src"):
         if (candidate / "kernels.cu").is_file():
             return candidate
     raise RtsegError("the CUDA sources (kernels.cu) are missing from this installation; reinstall rtseg")

@@ -1,7 +1,9 @@
 """Each CUDA kernel against its CPU twin, bit for bit (marked gpu: skipped without an NVIDIA GPU).
 
 Device memory comes from the driver API directly (DeviceArray), so these run without a CUDA build of PyTorch;
-one more test goes through PyTorch CUDA tensors when that build is present.
+further tests cover a stream of our own, a thread with no current context, the PTX fallback for GPUs newer than
+NVRTC, CuPy arrays, and PyTorch CUDA tensors on a side stream (when those libraries are present). The same
+comparisons run without a GPU, on an emulation of the device, in test_cuda_host.py.
 """
 
 from __future__ import annotations
