@@ -93,13 +93,16 @@ class ProgressBar:
     def step(self, phase: str, step: int) -> None:
         with self._lock:
             if phase in self._phases:
-                self._phases[phase][0] = int(step) + 1
-            self._draw()
+                state = self._phases[phase]
+                state[0] = int(step) + 1
+                self._draw(force=state[0] >= state[1])
 
     def finish(self, phase: str) -> None:
         with self._lock:
+            if phase in self._phases:
+                self._phases[phase][0] = self._phases[phase][1]  # phases may end early; show them complete
+                self._draw(force=True)
             self._phases.pop(phase, None)
-            self._draw(force=True)
             if not self._phases:
                 self._stream.write("\n")
                 self._stream.flush()
