@@ -33,7 +33,8 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
+@pytest.fixture(scope="module", params=[pytest.param(s, marks=pytest.mark.slow) if "vgg" in s else s
+                                        for s in sorted(CASES)])
 def exported(request, reference_dir, tmp_path_factory):
     stem = request.param
     size, dynamic, frames, converter = CASES[stem]
@@ -87,6 +88,9 @@ def _pre(result):
     return Preprocessing(tuple(i["mean"]), tuple(i["std"]), i["channel_order"], i["value_scale"])
 
 
+# The VGG FCN is left out here: its gates above already ran the same comparison, and reloading its 0.5 GB
+# graphs into ONNX Runtime twice more would double its share of the suite's time.
+@pytest.mark.parametrize("exported", sorted(s for s in CASES if "vgg" not in s), indirect=True)
 def test_graphs_agree_with_pytorch_independently(exported):
     stem, result, model = exported
     size = tuple(result.manifest["input"]["profile"]["opt"][2:] if result.manifest["input"]["profile"]
