@@ -110,12 +110,30 @@ class TestModelContract:
         assert rejected > 0 or accepts_any
 
     def test_traces_to_onnx(self, model):
+        """Both deployable forms trace: the full logits, and the low-resolution logits before the final upsample."""
         import onnx
 
         h, w = _valid_size(model, model.min_size, model.min_size)
-        buf = io.BytesIO()
-        torch.onnx.export(model, (torch.randn(1, 3, h, w),), buf, input_names=["input"], output_names=["logits"],
-                          opset_version=17, dynamo=False)
-        graph = onnx.load_from_string(buf.getvalue())
-        onnx.checker.check_model(graph)
-        assert [o.name for o in graph.graph.output] == ["logits"]
+        forms = {"full": model}
+        if model.final_upsample.mode != "none":
+            forms["lowres"] = _LowRes(model)
+        resizes = {}
+        for form, module in forms.items():
+            buf = io.BytesIO()
+            torch.onnx.export(module, (torch.randn(1, 3, h, w),), buf, input_names=["input"],
+                              output_names=["logits"], opset_version=17, dynamo=False)
+            graph = onnx.load_from_string(buf.getvalue())
+            onnx.checker.check_model(graph)
+            assert [o.name for o in graph.graph.output] == ["logits"], form
+            resizes[form] = sum(n.op_type == "Resize" for n in graph.graph.node)
+        if "lowres" in resizes:  # the final upsample is the one Resize the low-resolution graph leaves out
+            assert resizes["lowres"] == resizes["full"] - 1
+
+
+class _LowRes(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):  # (N, 3, H, W) -> (N, C, h, w)
+        return self.model.forward_lowres(x)
