@@ -1,26 +1,33 @@
 """A thin TensorRT layer: build a strongly typed engine from the FP16 ONNX graph, run it, and check its stamp.
 
-Written to the TensorRT >= 10.12 / 11.x Python API. The network is created with the ``STRONGLY_TYPED`` flag
-(required on 10.x, accepted and implied on 11.x), so every layer runs in the type the ONNX graph gives it; there is
-no ``BuilderFlag.FP16`` (removed in 11.x). Dynamic H x W gets one optimisation profile (min/opt/max). The timing
-cache persists in the user's cache directory, per TensorRT version and GPU, so rebuilds are fast. The builder's
-progress is shown as a bar on stderr through an ``IProgressMonitor``.
+Written to the TensorRT >= 10.12 / 11.x Python API (checked against NVIDIA/TensorRT's Python bindings and headers
+of 10.12 and 11.1). The network is strongly typed, so every layer runs in the type the ONNX graph gives it: on 10.x
+through the ``STRONGLY_TYPED`` creation flag; on 11.x every network is strongly typed and that flag is deprecated and
+ignored, so none is passed. There is no ``BuilderFlag.FP16`` (removed in 11.x) and no ``EXPLICIT_BATCH``. Dynamic
+H x W gets one optimisation profile (min/opt/max). The timing cache persists in the user's cache directory, per
+TensorRT version and GPU, so rebuilds are fast. The builder's progress is shown as a bar on stderr through an
+``IProgressMonitor``. Inference uses the name-based I/O API (``set_input_shape``, ``set_tensor_address``,
+``execute_async_v3``) with device memory and a stream from cuda-python.
 
 ``tensorrt`` and ``cuda-python`` are imported only inside the functions that need them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import re
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import RtsegError
+from ..errors import RtsegError, missing_dependency
 from .bundle import ENGINE_FILE, atomic_path, read_manifest
 
 MIN_VERSION = (10, 12)
@@ -44,7 +51,23 @@ def tensorrt_missing_reason() -> str | None:
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    """"10.12.0.36" -> (10, 12, 0); stops at the first part that is not a plain number ("11.1.0rc1" -> (11, 1))."""
+    parts = []
+    for p in version.split(".")[:3]:
+        if not p.isdigit():
+            break
+        parts.append(int(p))
+    return tuple(parts)
+
+
+def strongly_typed_flag_needed(version: str) -> bool:
+    """True on TensorRT 10.x, where a network is strongly typed only when created with ``STRONGLY_TYPED``.
+
+    From 11.0 every network is strongly typed and the flag is deprecated and ignored (``NvInfer.h``), so it is not
+    passed: the enum value may go in a later release. Its numeric value also moved (1 on 10.x, 0 on 11.x), which is
+    why it is always looked up by name.
+    """
+    return _version_tuple(version) < (11,)
 
 
 @dataclass(frozen=True)
@@ -58,21 +81,85 @@ def gpu_info(device: int = 0) -> GpuInfo:
     try:
         from cuda.bindings import runtime as cudart
     except ModuleNotFoundError:
-        raise RtsegError("cuda-python is not installed; install it with: pip install 'rtseg[gpu]'") from None
+        raise missing_dependency("cuda-python", "tensorrt") from None
     try:
         err, prop = cudart.cudaGetDeviceProperties(device)
     except Exception as exc:  # noqa: BLE001 - no driver raises from the binding
         raise RtsegError(f"no usable CUDA driver ({exc})") from None
     if int(err) != 0:
-        raise RtsegError(f"no usable NVIDIA GPU (cudaGetDeviceProperties: {err})")
+        raise RtsegError(_no_gpu_message(cudart, err))
     name = prop.name.split(b"\0", 1)[0].decode() if isinstance(prop.name, bytes) else str(prop.name)
     return GpuInfo(name, f"{prop.major}.{prop.minor}")
+
+
+def _no_gpu_message(cudart, err) -> str:
+    """Why a CUDA call found no GPU: no driver at all, a driver older than cuda-python's CUDA, or no device."""
+    name = getattr(err, "name", str(err))
+    driver = runtime = -1
+    with contextlib.suppress(Exception):  # only a better message is at stake
+        driver = int(cudart.cudaDriverGetVersion()[1])  # 0 when no driver is installed
+    with contextlib.suppress(Exception):
+        runtime = int(cudart.getLocalRuntimeVersion()[1])  # the CUDA version cuda-python was built for
+    if driver == 0:
+        return "no NVIDIA driver on this machine (no CUDA GPU to build or run a TensorRT engine)"
+    if driver > 0 and runtime // 1000 > driver // 1000:  # a newer CUDA major than the driver knows
+        return (f"the NVIDIA driver supports CUDA {driver // 1000}.{driver % 1000 // 10} but cuda-python is built for"
+                f" CUDA {runtime // 1000}.{runtime % 1000 // 10}; install the cuda-python of the driver's CUDA"
+                f" (pip install 'cuda-python<{driver // 1000 + 1}') or update the driver")
+    return f"no usable NVIDIA GPU (cudaGetDeviceProperties: {name})"
+
+
+@functools.cache
+def _logger():
+    """One TensorRT logger for the process: TensorRT keeps a single global logger pointer, so every builder and
+    runtime gets this one, and it lives as long as they do."""
+    import tensorrt as trt
+
+    return trt.Logger(trt.Logger.WARNING)
 
 
 def default_cache_dir() -> Path:
     base = os.environ.get("RTSEG_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "rtseg")
     return Path(base) / "tensorrt"
+
+
+def timing_cache_path(trt_version: str, gpu: GpuInfo, cache_dir: Path | None = None) -> Path:
+    """The persistent timing cache for one TensorRT version and one GPU model.
+
+    TensorRT refuses a cache whose recorded device properties differ from this device's, and two GPU models can share
+    a compute capability (an H100 PCIe and an H100 SXM are both 9.0), so the GPU name is part of the file name.
+    """
+    gpu_slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu.name).strip("-").lower() or "gpu"
+    name = f"timing-trt{trt_version}-sm{gpu.compute_capability.replace('.', '')}-{gpu_slug}.cache"
+    return Path(cache_dir or default_cache_dir()) / name
+
+
+def profile_shapes(dims: Sequence[int], shapes) -> tuple[tuple[int, ...], ...] | None:
+    """(min, opt, max) shapes for an NCHW network input with dimensions ``dims`` (-1 where dynamic).
+
+    ``shapes`` is a :class:`~rtseg.export.torch_onnx.Shapes`; a static one gives min = opt = max. A dynamic batch
+    axis gets 1 and a dynamic channel axis 3; a fixed axis keeps the graph's size, and a fixed H or W that is not the
+    requested size is an error. None when every dimension is fixed: TensorRT needs no profile then.
+    """
+    dims = tuple(int(d) for d in dims)
+    if len(dims) != 4:
+        raise RtsegError(f"the engine input must be NCHW (4 dimensions), the graph's has shape {list(dims)}")
+    if all(d >= 0 for d in dims):
+        lo = hi = shapes.opt
+    else:
+        lo, hi = (shapes.min or shapes.opt), (shapes.max or shapes.opt)
+    result = []
+    for h, w in (lo, shapes.opt, hi):
+        want = (1, 3, int(h), int(w))
+        if any(dims[axis] >= 0 and dims[axis] != want[axis] for axis in (2, 3)):
+            fixed = ", ".join(f"{'HW'[axis - 2]}={dims[axis]}" for axis in (2, 3) if dims[axis] >= 0)
+            raise RtsegError(f"the graph's input has a fixed {fixed} but the engine was asked for {h}x{w};"
+                             " export the graph at that size or with --dynamic")
+        result.append(tuple(d if d >= 0 else v for d, v in zip(dims, want)))
+    if all(d >= 0 for d in dims):
+        return None
+    return tuple(result)
 
 
 class ProgressBar:
@@ -91,6 +178,7 @@ class ProgressBar:
             self._draw(force=True)
 
     def step(self, phase: str, step: int) -> None:
+        """``step`` is the index of the step just completed, in [0, steps) (TensorRT's ``stepComplete``)."""
         with self._lock:
             if phase in self._phases:
                 state = self._phases[phase]
@@ -120,7 +208,11 @@ class ProgressBar:
 
 
 def progress_monitor(bar: ProgressBar):
-    """An ``IProgressMonitor`` that drives ``bar`` (the class is defined here so the module needs no TensorRT)."""
+    """An ``IProgressMonitor`` that drives ``bar`` (the class is defined here so the module needs no TensorRT).
+
+    The bindings call these methods from TensorRT's build threads (taking the GIL); an exception inside one is
+    printed by TensorRT and, in ``step_complete``, cancels the build, so the bar's methods must not raise.
+    """
     import tensorrt as trt
 
     class BuildProgress(trt.IProgressMonitor):
@@ -149,11 +241,13 @@ def build_engine(onnx_path: Path, engine_path: Path, input_name: str, shapes, wo
     import tensorrt as trt
 
     gpu = gpu_info()
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _logger()
     builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    flags = 0
+    if strongly_typed_flag_needed(trt.__version__):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, logger)  # owns weights the network points at: kept until the build is done
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RtsegError(f"TensorRT cannot parse {onnx_path.name}: {errors[:400]}")
@@ -161,61 +255,118 @@ def build_engine(onnx_path: Path, engine_path: Path, input_name: str, shapes, wo
     config = builder.create_builder_config()
     if workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
-    profile = builder.create_optimization_profile()
-    lo, opt, hi = (shapes.min or shapes.opt), shapes.opt, (shapes.max or shapes.opt)
-    profile.set_shape(input_name, (1, 3, *lo), (1, 3, *opt), (1, 3, *hi))
-    config.add_optimization_profile(profile)
+    inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+    if input_name not in inputs:
+        raise RtsegError(f"{onnx_path.name} has no input named {input_name!r} (its inputs: {', '.join(inputs)})")
+    profile_dims = profile_shapes(tuple(inputs[input_name].shape), shapes)
+    if profile_dims is not None:
+        profile = builder.create_optimization_profile()
+        try:
+            profile.set_shape(input_name, *profile_dims)
+        except RuntimeError as exc:
+            raise RtsegError(f"TensorRT rejects the profile min/opt/max {[list(d) for d in profile_dims]}: {exc}"
+                             ) from None
+        if config.add_optimization_profile(profile) < 0:
+            raise RtsegError(f"TensorRT rejects the profile min/opt/max {[list(d) for d in profile_dims]}"
+                             " (see the TensorRT messages above)")
 
-    cache_file = (cache_dir or default_cache_dir()) / (
-        f"timing-trt{trt.__version__}-sm{gpu.compute_capability.replace('.', '')}.cache")
-    cache_bytes = cache_file.read_bytes() if cache_file.is_file() else b""
-    timing_cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(timing_cache, ignore_mismatch=False)
+    cache_file = timing_cache_path(trt.__version__, gpu, cache_dir)
+    timing_cache = _attach_timing_cache(config, cache_file)
     monitor = None
     if progress:
-        monitor = progress_monitor(ProgressBar())  # kept alive until the build returns
+        monitor = progress_monitor(ProgressBar())  # must outlive the build; the config also holds it
         config.progress_monitor = monitor
 
     plan = builder.build_serialized_network(network, config)
-    if plan is None:
+    if plan is None or plan.nbytes == 0:
         raise RtsegError("TensorRT could not build the engine (see the TensorRT messages above); try a larger"
                          " --workspace or --precision fp32")
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(memoryview(plan))
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache_file) as tmp:
-            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
-    except OSError:
-        pass  # a read-only cache directory only costs time on the next build
-    del monitor
+    _save_timing_cache(config.get_timing_cache() or timing_cache, cache_file)
+    del monitor, parser
     return {"tensorrt": trt.__version__, "gpu": gpu.name, "compute_capability": gpu.compute_capability}
 
 
+def _attach_timing_cache(config, cache_file: Path):
+    """Load the persistent timing cache into ``config``; an unreadable or mismatched file means a fresh cache."""
+    try:
+        blob = cache_file.read_bytes() if cache_file.is_file() else b""
+    except OSError:
+        blob = b""
+    cache = None
+    if blob:
+        try:
+            cache = config.create_timing_cache(blob)  # None (or an error) for a blob TensorRT cannot read
+        except Exception:  # noqa: BLE001 - the cache only saves time; never fail a build over it
+            cache = None
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        cache = config.create_timing_cache(b"")  # size 0: a new, empty cache
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache  # to be kept until the engine is built
+
+
+def _save_timing_cache(cache, cache_file: Path) -> None:
+    if cache is None:
+        return
+    try:
+        data = cache.serialize()
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache_file) as tmp:
+            tmp.write_bytes(memoryview(data))
+    except OSError:
+        pass  # a read-only cache directory only costs time on the next build
+
+
 class EngineRunner:
-    """Run an engine on host arrays (verification, tests): copies in, ``execute_async_v3``, copies out."""
+    """Run an engine on host arrays (verification, tests): copies in, ``execute_async_v3``, copies out.
 
-    def __init__(self, engine_path: Path):
+    Device memory and the stream come from cuda-python's runtime API, which shares the device's primary context
+    with TensorRT; pointers and the stream handle go to TensorRT as plain ints.
+    """
+
+    def __init__(self, engine_path: Path, output: str | None = None):
         import tensorrt as trt
-        from cuda.bindings import runtime as cudart
 
-        self._trt, self._cudart = trt, cudart
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        try:
+            from cuda.bindings import runtime as cudart
+        except ModuleNotFoundError:
+            raise missing_dependency("cuda-python", "tensorrt") from None
+
+        self._trt, self._cudart, self._stream = trt, cudart, None
+        self._runtime = trt.Runtime(_logger())
         self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
-            raise RtsegError(f"TensorRT cannot load {engine_path}; rebuild it with rtseg export")
+            raise RtsegError(f"TensorRT cannot load {engine_path} (built by another TensorRT version or for another"
+                             " GPU?); rebuild it with rtseg export")
         self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise RtsegError(f"TensorRT cannot create an execution context for {engine_path} (out of GPU memory?)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(self.inputs) != 1 or not self.outputs:
+            raise RtsegError(f"{engine_path} has inputs {self.inputs} and outputs {self.outputs}; an image"
+                             " segmentation engine has one input and at least one output")
+        if output is not None and output not in self.outputs:
+            raise RtsegError(f"{engine_path} has no output {output!r} (its outputs: {', '.join(self.outputs)})")
+        self.output = output or self.outputs[0]
         self._stream = _check(cudart.cudaStreamCreate())
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        trt, cudart = self._trt, self._cudart
+    def _nptype(self, name: str):
+        dtype = self.engine.get_tensor_dtype(name)
+        try:
+            return np.dtype(self._trt.nptype(dtype))
+        except TypeError:
+            raise RtsegError(f"engine tensor {name!r} has type {dtype}, which has no NumPy equivalent") from None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:  # (N, 3, H, W) float32 -> the engine's output
+        cudart = self._cudart
         name = self.inputs[0]
-        x = np.ascontiguousarray(x.astype(trt.nptype(self.engine.get_tensor_dtype(name))))
-        self.context.set_input_shape(name, x.shape)
+        x = np.ascontiguousarray(x, dtype=self._nptype(name))
+        if not self.context.set_input_shape(name, tuple(int(d) for d in x.shape)):
+            raise RtsegError(f"the engine takes {name} {self._accepted_shapes(name)}, not {list(x.shape)}; rebuild it"
+                             " with a --dynamic range that covers this size")
         buffers, results = [], []
         try:
             ptr = _check(cudart.cudaMalloc(x.nbytes))
@@ -223,30 +374,78 @@ class EngineRunner:
             _check(cudart.cudaMemcpy(ptr, x.ctypes.data, x.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
             self.context.set_tensor_address(name, int(ptr))
             for out in self.outputs:
-                host = np.empty(tuple(self.context.get_tensor_shape(out)),
-                                trt.nptype(self.engine.get_tensor_dtype(out)))
+                shape = tuple(self.context.get_tensor_shape(out))
+                if any(d < 0 for d in shape):
+                    raise RtsegError(f"engine output {out!r} has a data-dependent shape {list(shape)}; not supported")
+                host = np.empty(shape, self._nptype(out))
                 dev = _check(cudart.cudaMalloc(max(host.nbytes, 1)))
                 buffers.append(dev)
                 self.context.set_tensor_address(out, int(dev))
-                results.append((host, dev))
+                results.append((out, host, dev))
             if not self.context.execute_async_v3(int(self._stream)):
                 raise RtsegError("TensorRT execution failed; see the TensorRT messages above")
             _check(cudart.cudaStreamSynchronize(self._stream))
-            for host, dev in results:
-                _check(cudart.cudaMemcpy(host.ctypes.data, dev, host.nbytes,
-                                         cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+            for _, host, dev in results:
+                if host.nbytes:
+                    _check(cudart.cudaMemcpy(host.ctypes.data, dev, host.nbytes,
+                                             cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost))
         finally:
             for b in buffers:
                 cudart.cudaFree(b)
-        out = results[0][0]
+        out = next(host for n, host, _ in results if n == self.output)
         return out.astype(np.float32) if out.dtype == np.float16 else out
+
+    def _accepted_shapes(self, name: str) -> str:
+        fixed = [int(d) for d in self.engine.get_tensor_shape(name)]
+        if all(d >= 0 for d in fixed):
+            return f"only the shape {fixed}"
+        lo, _, hi = ([int(d) for d in dims] for dims in self.engine.get_tensor_profile_shape(name, 0))
+        return f"shapes from {lo} to {hi}"
+
+    def close(self) -> None:
+        """Release the stream (the engine and context go with the object)."""
+        stream, self._stream = getattr(self, "_stream", None), None
+        if stream is not None:
+            self._cudart.cudaStreamDestroy(stream)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        with contextlib.suppress(Exception):  # at interpreter exit the driver may be gone
+            self.close()
 
 
 def _check(result):
+    """Unpack a cuda-python ``(err, *values)`` result; raise on an error code."""
     err, *rest = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
-        raise RtsegError(f"CUDA call failed: {err}")
+        raise RtsegError(f"CUDA call failed: {getattr(err, 'name', err)}")
     return rest[0] if len(rest) == 1 else (tuple(rest) or None)
+
+
+def stamp_problems(build: dict, trt_version: str, here: GpuInfo) -> list[str]:
+    """How a bundle's build stamp (TensorRT version, compute capability) differs from this machine; empty if fits.
+
+    TensorRT engines run only under the exact TensorRT version that built them and on the GPU architecture they
+    were built for, so both must match exactly.
+    """
+    problems = []
+    if build.get("tensorrt") != trt_version:
+        problems.append(f"TensorRT {build.get('tensorrt')} (this machine has {trt_version})")
+    if build.get("compute_capability") != here.compute_capability:
+        problems.append(f"compute capability {build.get('compute_capability')} ({build.get('gpu')}; this machine"
+                        f" has {here.compute_capability}, {here.name})")
+    return problems
+
+
+def rebuild_command(manifest: dict, root: Path) -> str:
+    """The command that rebuilds the bundle here: the one recorded in the manifest, forced."""
+    rebuild = (manifest.get("build") or {}).get("command") or f"rtseg export ... --out {root}"
+    return rebuild if "--force" in rebuild.split() else f"{rebuild} --force"
 
 
 def check_engine_stamp(bundle) -> Path:
@@ -260,23 +459,15 @@ def check_engine_stamp(bundle) -> Path:
     else:
         manifest = read_manifest(bundle)
         root = Path(bundle) if Path(bundle).is_dir() else Path(bundle).parent
-    rebuild = manifest.get("build", {}).get("command") or f"rtseg export ... --out {root}"
-    rebuild = f"{rebuild} --force" if "--force" not in rebuild else rebuild
+    rebuild = rebuild_command(manifest, root)
     engine = (manifest.get("artifacts") or {}).get("engine")
     if not engine:
         raise RtsegError(f"the bundle {root} has no TensorRT engine; build one on this machine with: {rebuild}")
-    build = manifest.get("build", {})
     if (reason := tensorrt_missing_reason()) is not None:
         raise RtsegError(f"cannot use the engine in {root}: {reason}")
     import tensorrt as trt
 
-    here = gpu_info()
-    problems = []
-    if build.get("tensorrt") != trt.__version__:
-        problems.append(f"TensorRT {build.get('tensorrt')} (this machine has {trt.__version__})")
-    if build.get("compute_capability") != here.compute_capability:
-        problems.append(f"compute capability {build.get('compute_capability')} ({build.get('gpu')}; this machine"
-                        f" has {here.compute_capability}, {here.name})")
+    problems = stamp_problems(manifest.get("build") or {}, trt.__version__, gpu_info())
     if problems:
         raise RtsegError(f"the engine in {root} was built for {' and '.join(problems)}; rebuild it with: {rebuild}")
     path = root / engine.get("file", ENGINE_FILE)
