@@ -95,28 +95,92 @@ def test_engine_stamp_without_engine_names_the_rebuild_command(tmp_path):
 
 
 @pytest.mark.tensorrt
-def test_tiny_engine_builds_runs_and_checks_its_stamp(overflow_onnx, tmp_path):
+def test_tiny_engine_builds_runs_and_checks_its_stamp(overflow_onnx, tmp_path, monkeypatch, capsys):
     from rtseg.cli import main
+    from rtseg.export.tensorrt import EngineRunner, GpuInfo, timing_cache_path
 
+    monkeypatch.setenv("RTSEG_CACHE_DIR", str(tmp_path / "cache"))
     path, model = overflow_onnx
     out = tmp_path / "bundle"
     assert main(["export", "--onnx", str(path), "--num-classes", "4", "--input-size", "32x32", "--dynamic",
-                 "16x16:64x64", "--require-engine", "--out", str(out)]) == 0
+                 "16x16:64x64", "--workspace", "256", "--require-engine", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "TensorRT build [" in printed.err  # the builder's progress bar
     man = json.loads((out / "rtseg.json").read_text())
     assert man["artifacts"]["engine"]["file"] == "model.engine"
     assert man["verification"]["engine"]["agreement"] >= 0.995
-    assert man["build"]["tensorrt"] and man["build"]["compute_capability"]
+    assert [s["size"] for s in man["verification"]["engine"]["per_size"]] == [[32, 32], [16, 16], [64, 64]]
+    build = man["build"]
+    assert build["tensorrt"] and build["gpu"] and build["compute_capability"]
+    cache = timing_cache_path(build["tensorrt"], GpuInfo(build["gpu"], build["compute_capability"]))
+    assert cache.parent == tmp_path / "cache" / "tensorrt" and cache.stat().st_size > 0
     assert check_engine_stamp(out) == out / "model.engine"
 
-    from rtseg.export.tensorrt import EngineRunner
-
+    # The engine against ONNX Runtime on the FP32 graph, at a size inside the profile that was never verified.
     x = np.random.default_rng(2).standard_normal((1, 3, 48, 64)).astype(np.float32)
-    with torch.inference_mode():
-        ref = model(torch.from_numpy(x)).numpy()
-    got = EngineRunner(out / "model.engine")(x)
-    assert got.shape == ref.shape and (got.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    ref = onnxruntime_runner(out / "model.onnx")(x)  # (1, 4, 48, 64)
+    with EngineRunner(out / "model.engine") as run:
+        got = run(x)
+        assert got.dtype == np.float32 and got.shape == ref.shape
+        assert np.abs(got - ref).max() <= 2e-2 * max(1.0, float(np.abs(ref).max()))  # FP16 compute
+        assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.99
+        with torch.inference_mode():
+            assert (got.argmax(1) == model(torch.from_numpy(x)).numpy().argmax(1)).mean() >= 0.99
+        with pytest.raises(RtsegError, match=r"shapes from \[1, 3, 16, 16\] to \[1, 3, 64, 64\]"):
+            run(np.zeros((1, 3, 80, 80), np.float32))  # outside the profile
 
     man["build"]["compute_capability"] = "1.0"  # an engine built for another GPU
     (out / "rtseg.json").write_text(json.dumps(man))
-    with pytest.raises(RtsegError, match="rebuild it with: rtseg export"):
+    with pytest.raises(RtsegError, match="rebuild it with: rtseg export .* --force"):
         check_engine_stamp(out)
+
+
+class TwoHeads(nn.Module):
+    """Logits and their argmax as two outputs: a float and an integer engine output."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 3, padding=1)
+
+    def forward(self, x):  # (N, 3, H, W) -> (N, 5, H, W), (N, H, W)
+        logits = self.conv(x)
+        return logits, logits.argmax(1)
+
+
+@pytest.mark.tensorrt
+def test_fixed_size_fp32_engine_with_two_outputs(tmp_path):
+    import onnxruntime as ort
+
+    from rtseg.export.tensorrt import EngineRunner, build_engine
+    from rtseg.export.torch_onnx import Shapes
+
+    torch.manual_seed(0)
+    src = tmp_path / "two.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TwoHeads().eval(), (torch.zeros(1, 3, 24, 40),), str(src), input_names=["image"],
+                          output_names=["logits", "labels"], opset_version=17, dynamo=False)
+    engine = tmp_path / "two.engine"
+    stamp = build_engine(src, engine, "image", Shapes((24, 40)), workspace_mib=64, cache_dir=tmp_path / "cache",
+                         progress=False)  # a fixed-size graph: no optimisation profile
+    assert engine.stat().st_size > 0 and set(stamp) == {"tensorrt", "gpu", "compute_capability"}
+    x = np.random.default_rng(3).standard_normal((1, 3, 24, 40)).astype(np.float32)
+    ref_logits, ref_labels = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    with EngineRunner(engine) as logits_run, EngineRunner(engine, output="labels") as labels_run:
+        logits, labels = logits_run(x), labels_run(x)
+        assert logits.dtype == np.float32 and np.abs(logits - ref_logits).max() < 1e-2  # FP32 (TF32 convs)
+        assert labels.dtype.kind == "i" and labels.shape == ref_labels.shape == (1, 24, 40)
+        assert (labels == ref_labels).mean() >= 0.99
+        with pytest.raises(RtsegError, match=r"only the shape \[1, 3, 24, 40\]"):
+            logits_run(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(RtsegError, match="no output 'mask'"):
+        EngineRunner(engine, output="mask")
+
+    # A second build reads the timing cache the first one wrote; a corrupt cache file is replaced, not fatal.
+    cache = next((tmp_path / "cache").glob("timing-*.cache"))
+    build_engine(src, tmp_path / "again.engine", "image", Shapes((24, 40)), cache_dir=tmp_path / "cache",
+                 progress=False)
+    cache.write_bytes(b"not a timing cache")
+    build_engine(src, tmp_path / "third.engine", "image", Shapes((24, 40)), cache_dir=tmp_path / "cache",
+                 progress=False)
+    assert cache.read_bytes() != b"not a timing cache"
