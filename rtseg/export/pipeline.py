@@ -75,6 +75,11 @@ def run_export(opts: ExportOptions, say=None) -> ExportResult:
         raise RtsegError(f"--precision must be fp16 or fp32, not {opts.precision!r}")
     if opts.calib is not None and not Path(opts.calib).exists():
         raise RtsegError(f"--calib {opts.calib}: no such file or folder; pass images, a folder of images or a video")
+    if opts.require_engine:
+        from .tensorrt import tensorrt_missing_reason
+
+        if (reason := tensorrt_missing_reason()) is not None:  # before any slow step
+            raise RtsegError(f"--require-engine: {reason}")
     if opts.onnx is not None:
         return _BringYourOwn(opts, say).run()
     return _FromTorch(opts, say).run()
@@ -178,8 +183,6 @@ class _Export:
         dst = self.out / B.ENGINE_FILE
         reason = tensorrt_missing_reason()
         if reason is not None:
-            if self.opts.require_engine:
-                raise RtsegError(f"--require-engine: {reason}")
             if dst.exists():
                 dst.unlink()  # an engine from another run would not match these graphs
             self.steps.forget("engine")

@@ -233,4 +233,4 @@ def test_require_engine_turns_the_skip_into_an_error(tiny_onnx, tmp_path, capsys
     assert rc != 0
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [f"rtseg: error: --require-engine: {reason}"], err
-    assert not (out / "rtseg.json").exists() and not (out / "model.engine").exists()
+    assert not out.exists(), "--require-engine must fail before any slow step writes to the bundle"
