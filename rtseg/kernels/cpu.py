@@ -118,15 +118,7 @@ def preprocess(frame: Any, size: tuple[int, int], mean, std, *, rgb: bool = True
                dtype=np.float32, out: Any = None, threads: int | None = None):
     """CPU twin of :func:`rtseg.kernels.preprocess`."""
     f, as_torch = _as_numpy(frame, "frame")
-    if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
-        raise RtsegError(f"frame must be a uint8 (H, W, 3) BGR image, got {f.dtype} {f.shape}")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float16):
-        raise RtsegError(f"dtype must be float32 or float16, got {dtype}")
-    H, W = (int(s) for s in size)
-    if H < 1 or W < 1 or f.shape[0] < 1 or f.shape[1] < 1:
-        raise RtsegError(f"cannot resize a {f.shape[0]}x{f.shape[1]} frame to {H}x{W}")
-    mean, std = _three(mean, "mean"), _three(std, "std")
+    (H, W), dtype, mean, std = preprocess_args(f.shape, f.dtype, size, dtype, mean, std)
     shape = (1, 3, H, W)
     result = _check_out(_as_numpy(out, "out")[0] if out is not None else np.empty(shape, dtype), shape, dtype, "out")
     ext = extension()
@@ -135,6 +127,19 @@ def preprocess(frame: Any, size: tuple[int, int], mean, std, *, rgb: bool = True
     else:
         result[...] = reference.preprocess_numpy(f, (H, W), mean, std, rgb=rgb, pixel_range=pixel_range, dtype=dtype)
     return out if out is not None else _wrap(result, as_torch)
+
+
+def preprocess_args(frame_shape, frame_dtype, size, dtype, mean, std):
+    """Check preprocess's arguments (shared by both twins): ``((H, W), dtype, mean, std)``."""
+    if len(frame_shape) != 3 or frame_shape[2] != 3 or np.dtype(frame_dtype) != np.uint8:
+        raise RtsegError(f"frame must be a uint8 (H, W, 3) BGR image, got {np.dtype(frame_dtype)} {tuple(frame_shape)}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float16):
+        raise RtsegError(f"dtype must be float32 or float16, got {dtype}")
+    H, W = (int(s) for s in size)
+    if H < 1 or W < 1 or frame_shape[0] < 1 or frame_shape[1] < 1:
+        raise RtsegError(f"cannot resize a {frame_shape[0]}x{frame_shape[1]} frame to {H}x{W}")
+    return (H, W), dtype, _three(mean, "mean"), _three(std, "std")
 
 
 def _three(values, name: str) -> list[float]:

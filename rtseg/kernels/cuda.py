@@ -637,18 +637,10 @@ def _palette_struct(palette: np.ndarray) -> _Palette:
 def preprocess(frame: Any, size: tuple[int, int], mean, std, *, rgb: bool = True, pixel_range: float = 255.0,
                dtype=np.float32, out: Any = None, stream: Any = None):
     """CUDA twin of :func:`rtseg.kernels.preprocess`; frame is a (h, w, 3) uint8 device array."""
-    arr = as_device_array(frame)
-    if len(arr.shape) != 3 or arr.shape[2] != 3 or np.dtype(arr.dtype) != np.uint8:
-        raise RtsegError(f"frame must be uint8 (H, W, 3), got {np.dtype(arr.dtype)} {arr.shape}")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float16):
-        raise RtsegError(f"dtype must be float32 or float16, got {dtype}")
-    H, W = (int(s) for s in size)
-    if H < 1 or W < 1 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise RtsegError(f"cannot resize a {arr.shape[0]}x{arr.shape[1]} frame to {H}x{W}")
-    from .cpu import _three  # the same checks and float32 rounding as the CPU twin
+    from .cpu import preprocess_args  # the same checks and float32 rounding as the CPU twin
 
-    mean, std = _three(mean, "mean"), _three(std, "std")
+    arr = as_device_array(frame)
+    (H, W), dtype, mean, std = preprocess_args(arr.shape, arr.dtype, size, dtype, mean, std)
     result = out if out is not None else _empty_like_device(frame, (1, 3, H, W), dtype)
     res = as_device_array(result)
     _check_output(res, (1, 3, H, W), dtype, "out")
