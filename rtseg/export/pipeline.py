@@ -97,6 +97,8 @@ class _Export:
         t0 = time.perf_counter()
         self.prepare()  # all user errors surface here, before the output folder is touched
         self.out = B.prepare_out_dir(self.opts.out)
+        self.say(f"rtseg export: {self.title} ({self.num_classes} classes) at {_size_text(self.shapes)}"
+                 f" -> {self.opts.out}")
         self.steps = B.StepRecord(self.out)
         self.frames = self.make_frames()
         onnx_path = self.out / B.ONNX_FILE
@@ -310,8 +312,7 @@ class _FromTorch(_Export):
                             "output_stride": info.output_stride}
         self.onnx_key = B.hash_key("onnx", info.name, self.num_classes, weights_sha, self.shapes.as_dict(),
                                    opts.head, OPSET, opts.exporter, __version__, _version("torch"))
-        self.say(f"rtseg export: {info.name} ({self.num_classes} classes) at {_size_text(self.shapes)}"
-                 f" -> {opts.out}")
+        self.title = info.name
 
     def fp32_graph(self, path: Path) -> None:
         from .torch_onnx import export_torch
@@ -364,8 +365,7 @@ class _BringYourOwn(_Export):
         self.size_multiple = 1
         self.src_sha = B.sha256_file(src)
         self.source_info = {"onnx": str(src), "onnx_sha256": self.src_sha}
-        self.say(f"rtseg export: {src.name} ({self.num_classes} classes) at {_size_text(self.shapes)}"
-                 f" -> {opts.out}")
+        self.title = src.name
 
     def fp32_graph(self, path: Path) -> None:
         from .torch_onnx import import_onnx
