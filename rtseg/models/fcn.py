@@ -30,7 +30,7 @@ from .registry import register_model
 
 # (output channels, number of 3x3 convs) of VGG16's five stages; conv{stage}_{i} in the checkpoint.
 _VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
-_SIZE_RULE = "any H, W >= 1 (100-pixel padding and ceil-mode pools; the output is cropped to the input size)"
+_SIZE_RULE = "any H, W >= 1"  # 100-pixel padding and ceil-mode pools; the output is cropped to the input size
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:

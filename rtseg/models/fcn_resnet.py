@@ -18,7 +18,7 @@ from .base import FinalUpsample, SegmentationModel
 from .registry import register_model
 from .resnet import ResNet, resnet50, resnet101
 
-_SIZE_RULE = "any H, W >= 1 (logits at ceil(H/8) x ceil(W/8), resized to the input)"
+_SIZE_RULE = "any H, W >= 1"  # logits at ceil(H/8) x ceil(W/8), resized to the input
 
 
 class FCNHead(nn.Sequential):
