@@ -40,7 +40,11 @@ def extension():
 def default_threads() -> int:
     """Cores this process may use: $RTSEG_NUM_THREADS, else the CPU affinity mask."""
     if env := os.environ.get("RTSEG_NUM_THREADS"):
-        return max(1, int(env))
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise RtsegError(f"RTSEG_NUM_THREADS={env!r} is not a whole number; set it to a thread count"
+                             " or unset it") from None
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
