@@ -154,8 +154,9 @@ class _Export:
         if converter == "auto":
             converter = available_converters()[0]
         report = None
+        src_sha, calib_sha = B.sha256_file(onnx_path), _array_digest(calib)  # the same for every attempt
         for policy in ATTEMPTS:
-            key = B.hash_key("fp16", B.sha256_file(onnx_path), _array_digest(calib), policy.as_dict(), converter)
+            key = B.hash_key("fp16", src_sha, calib_sha, policy.as_dict(), converter)
             t = time.perf_counter()
             if not self.opts.force and self.steps.reusable("fp16", key, [dst]):
                 note = "reused"
@@ -167,8 +168,7 @@ class _Export:
                         raise
                     self.say(f"  onnx_fp16  {exc}; falling back to rtseg's converter")
                     converter = "rtseg"
-                    key = B.hash_key("fp16", B.sha256_file(onnx_path), _array_digest(calib), policy.as_dict(),
-                                     converter)
+                    key = B.hash_key("fp16", src_sha, calib_sha, policy.as_dict(), converter)
                     convert(onnx_path, dst, calib, self.input_name, policy, converter)
                 self.steps.finish("fp16", key, [dst])
                 note = f"{time.perf_counter() - t:.1f} s"
