@@ -95,6 +95,14 @@ def _floats(text, flag: str) -> tuple[float, float, float]:
     return out
 
 
+def _number(value, flag: str, kind):
+    """``kind(value)`` for a number that may come from a recipe as any TOML type."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise RtsegError(f"{flag} {value!r}: expected a {'whole number' if kind is int else 'number'}") from None
+
+
 def options_from_args(args):
     """Merge the recipe (if any) and the flags into :class:`~rtseg.export.pipeline.ExportOptions`."""
     from .pipeline import ExportOptions
@@ -127,11 +135,11 @@ def options_from_args(args):
             _floats(merged["mean"], "--mean") if "mean" in merged else base.mean,
             _floats(merged["std"], "--std") if "std" in merged else base.std,
             str(merged.get("channel_order", base.channel_order)).upper(),
-            float(merged.get("value_scale", base.value_scale)))
+            _number(merged.get("value_scale", base.value_scale), "--value-scale", float))
     gates = dict(DEFAULT_GATES)
     for flag, key in (("gate_fp32", "onnx"), ("gate_fp16", "onnx_fp16"), ("gate_engine", "engine")):
         if flag in merged:
-            gate = float(merged[flag])
+            gate = _number(merged[flag], f"--{flag.replace('_', '-')}", float)
             if not 0.0 <= gate <= 1.0:
                 raise RtsegError(f"--{flag.replace('_', '-')} {gate}: a fraction between 0 and 1, e.g. 0.995")
             gates[key] = gate
@@ -141,18 +149,19 @@ def options_from_args(args):
         model=merged.get("model"),
         weights=Path(merged["weights"]) if merged.get("weights") else None,
         onnx=Path(merged["onnx"]) if merged.get("onnx") else None,
-        num_classes=int(merged["num_classes"]) if merged.get("num_classes") is not None else None,
+        num_classes=_number(merged["num_classes"], "--num-classes", int) if merged.get("num_classes") is not None
+        else None,
         dynamic=parse_range(merged["dynamic"]) if merged.get("dynamic") else None,
         head=merged.get("head", "logits"),
         precision=merged.get("precision", "fp16"),
         calib=Path(merged["calib"]) if merged.get("calib") else None,
-        calib_frames=int(merged.get("calib_frames", 4)),
+        calib_frames=_number(merged.get("calib_frames", 4), "--calib-frames", int),
         preprocessing=pre,
         classes=merged.get("classes"),
         gates=gates,
         force=bool(args.force),
         require_engine=bool(args.require_engine),
-        workspace_mib=int(merged["workspace"]) if merged.get("workspace") else None,
+        workspace_mib=_number(merged["workspace"], "--workspace", int) if merged.get("workspace") else None,
         fp16_converter=merged.get("fp16_converter", "auto"),
         exporter=args.exporter or "torchscript",
         align_corners=bool(args.align_corners),
