@@ -69,6 +69,8 @@ def run_export(opts: ExportOptions, say=None) -> ExportResult:
     say = say or (lambda line: print(line, flush=True))
     if (opts.model is None) == (opts.onnx is None):
         raise RtsegError("pass either --model NAME or --onnx MODEL.onnx (or a recipe)")
+    if opts.num_classes is not None and opts.num_classes < 1:
+        raise RtsegError(f"--num-classes must be at least 1, got {opts.num_classes}")
     if opts.head not in ("logits", "labels"):
         raise RtsegError(f"--head must be logits or labels, not {opts.head!r}")
     if opts.precision not in ("fp16", "fp32"):

@@ -203,6 +203,7 @@ def test_output_path_is_a_file(tmp_path, capsys):
     (["--model", "fast_scnn", "--input-size", "512x1024", "--dynamic", "64x128:256x512"], "outside --dynamic"),
     (["--model", "fast_scnn", "--input-size", "big"], "expected HxW"),
     (["--model", "no_such_net", "--input-size", "64x64"], "unknown model"),
+    (["--model", "fast_scnn", "--num-classes", "0", "--input-size", "64x64"], "at least 1"),
 ])
 def test_sizes_and_names_the_model_cannot_take(args, match, tmp_path, capsys):
     _fails(["export", *args, "--out", str(tmp_path / "b")], capsys, tmp_path / "b", match)
