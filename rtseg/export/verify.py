@@ -44,21 +44,21 @@ def labels_from_output(out: np.ndarray, kind: str, upsample: dict, size: tuple[i
     return low.argmax(dim=1).numpy()  # (N, H, W)
 
 
-def build_reference(run: Runner, inputs: dict, kind: str, upsample: dict, batch: int = 1) -> Reference:
+def build_reference(run: Runner, inputs: dict, kind: str, upsample: dict) -> Reference:
     ref = Reference(inputs)
     for size, x in inputs.items():
-        out = _run_batched(run, x, batch, "reference")
+        out = _run_frames(run, x, "reference")
         ref.logits[size] = out if kind == "logits" else None
         ref.labels[size] = labels_from_output(out, kind, upsample, size)
     return ref
 
 
-def compare(name: str, run: Runner, ref: Reference, kind: str, upsample: dict, gate: float, batch: int = 1) -> dict:
+def compare(name: str, run: Runner, ref: Reference, kind: str, upsample: dict, gate: float) -> dict:
     """Run a candidate on the reference's frames; return its report (``passed`` against ``gate``)."""
     per_size, agree_px, total_px = [], 0, 0
     max_err, max_ref = 0.0, 0.0
     for size, x in ref.inputs.items():
-        out = _run_batched(run, x, batch, name)
+        out = _run_frames(run, x, name)
         labels = labels_from_output(out, kind, upsample, size)
         if labels.shape != ref.labels[size].shape:
             raise RtsegError(f"{name} gives labels of shape {labels.shape} at input {size[0]}x{size[1]}, the"
@@ -80,9 +80,10 @@ def compare(name: str, run: Runner, ref: Reference, kind: str, upsample: dict, g
     return report
 
 
-def _run_batched(run: Runner, x: np.ndarray, batch: int, name: str) -> np.ndarray:
+def _run_frames(run: Runner, x: np.ndarray, name: str) -> np.ndarray:
+    """One frame at a time (a graph exported for batch 1 takes no more), concatenated."""
     try:
-        return np.concatenate([run(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+        return np.concatenate([run(x[i:i + 1]) for i in range(x.shape[0])])
     except RtsegError:
         raise
     except Exception as exc:  # noqa: BLE001 - a runtime failure on valid frames means the graph is broken
@@ -104,13 +105,11 @@ def torch_runner(model, head: str) -> Runner:
     return run
 
 
-def onnxruntime_runner(path, threads: int | None = None) -> Runner:
+def onnxruntime_runner(path) -> Runner:
     """ONNX Runtime on CPU; inputs are cast to the graph's input type (float16 I/O graphs included)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
