@@ -21,6 +21,8 @@ _COMMANDS = {
     "run": ("rtseg.video.cli", "segment a video file, images, a webcam or an RTSP/HTTP stream into a window, "
                                "an mp4, mask PNGs or a browser view"),
     "info": ("rtseg.runtime.cli", "what a bundle holds, whether it verifies here, and which backend would run it"),
+    "bench": ("rtseg.bench.cli", "latency and throughput: model only, with transfers, end to end on a video"),
+    "eval": ("rtseg.eval.cli", "accuracy on a labelled set (FCN metrics), saved masks, or parity of two backends"),
 }
 
 

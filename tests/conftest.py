@@ -49,3 +49,16 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         pytest.skip(f"reference fixtures not found at {REFERENCE_DIR} (they live in ../shared, outside a fresh clone)")
     return REFERENCE_DIR
+
+
+# One small Fast-SCNN bundle (untrained weights, 19 classes, 64x128, dynamic 32x64 to 128x256), exported once per
+# session and shared by the runtime, eval and bench tests.
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory):
+    from rtseg.export.pipeline import ExportOptions, run_export
+
+    out = tmp_path_factory.mktemp("runtime") / "fast_scnn"
+    opts = ExportOptions(out=out, model="fast_scnn", num_classes=19, input_size=(64, 128),
+                         dynamic=((32, 64), (128, 256)), calib_frames=2)
+    assert run_export(opts, say=lambda line: None).passed
+    return out

@@ -27,7 +27,8 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_import_and_help_without_heavy_dependencies():
     proc = _run("""
         import runpy, sys
-        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export
+        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export, rtseg.eval, rtseg.eval.cli, rtseg.bench
+        import rtseg.bench.cli
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         sys.argv = ["rtseg", "--help"]
@@ -38,7 +39,7 @@ def test_import_and_help_without_heavy_dependencies():
     """)
     assert proc.returncode == 0, proc.stderr
     assert "usage: rtseg" in proc.stdout
-    for command in ("models", "export"):
+    for command in ("models", "export", "bench", "eval"):
         assert command in proc.stdout
 
 
