@@ -23,6 +23,7 @@ _COMMANDS = {
     "info": ("rtseg.runtime.cli", "what a bundle holds, whether it verifies here, and which backend would run it"),
     "bench": ("rtseg.bench.cli", "latency and throughput: model only, with transfers, end to end on a video"),
     "eval": ("rtseg.eval.cli", "accuracy on a labelled set (FCN metrics), saved masks, or parity of two backends"),
+    "demo": ("rtseg.demo.cli", "the shipped street model on a rendered street video: overlay video, FPS and mIoU"),
 }
 
 

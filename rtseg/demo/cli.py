@@ -1,0 +1,48 @@
+"""``rtseg demo``: the shipped street model on the street video, end to end, with one summary at the end."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("runs/demo"),
+                   help="folder for the video, bundle, overlay, masks and demo.json (default: %(default)s)")
+    p.add_argument("--backend", default="auto", help="auto, onnxruntime, torch or tensorrt (default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's choice)")
+    p.add_argument("--serve", nargs="?", const="8080", default=None, metavar="[HOST:]PORT",
+                   help="also show the run in a browser (default port 8080, on 127.0.0.1)")
+    p.add_argument("--frames", type=int, default=None, help="frames of street video to render (default 120)")
+    p.add_argument("--video-size", default=None, metavar="HxW", help="street video size (default 720x1280)")
+    p.add_argument("--bench-frames", type=int, default=30, help="frames per bench tier; 0 skips the bench")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..errors import RtsegError
+    from .run import DemoOptions, run_demo
+    from .summary import summary_lines
+    from .video import VideoSpec
+
+    spec = VideoSpec()
+    if args.frames is not None:
+        if args.frames < 1:
+            raise RtsegError(f"--frames must be at least 1, got {args.frames}")
+        spec = replace(spec, frames=args.frames)
+    if args.video_size is not None:
+        try:
+            h, w = (int(v) for v in args.video_size.lower().split("x"))
+        except ValueError:
+            raise RtsegError(f"--video-size {args.video_size!r}: write it as HxW, e.g. 720x1280") from None
+        if h < 32 or w < 32:
+            raise RtsegError(f"--video-size {args.video_size}: height and width must be at least 32")
+        spec = replace(spec, height=h, width=w)
+    if args.bench_frames < 0:
+        raise RtsegError(f"--bench-frames must be 0 or more, got {args.bench_frames}")
+    opts = DemoOptions(out=args.out, backend=args.backend, device=args.device, serve=args.serve, video=spec,
+                       bench_frames=args.bench_frames)
+    result = run_demo(opts)
+    print("\n".join(summary_lines(result)), flush=True)
+    return 0

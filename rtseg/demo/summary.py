@@ -1,0 +1,42 @@
+"""The one summary ``rtseg demo`` prints: where the files are, how fast, how accurate."""
+
+from __future__ import annotations
+
+
+def _ms(seconds) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.1f}"
+
+
+def summary_lines(r: dict) -> list[str]:
+    s = r["seconds"]
+    steps = ", ".join(f"{k} {s[k]:.1f}" for k in ("render", "export", "run", "eval", "bench") if k in s)
+    p = r["pipeline"]
+    rt = r["runtime"]
+    lines = [f"rtseg demo: done in {s['total']:.1f} s ({steps})",
+             f"  overlay    {r['overlay']}  ({p['frames']} of {r['rendered_frames']} frames, H.264)",
+             f"  masks      {r['masks']}/  ground truth {r['labels']}/  video {r['video']}",
+             f"  bundle     {r['bundle']}  run by {rt.get('backend')} on {rt.get('device')}"
+             f" ({rt.get('provider') or '-'}, {rt.get('graph') or '-'})"]
+    if r.get("serve"):
+        lines.append(f"  browser    {r['serve']}")
+    stages = p.get("stages", {})
+    per_stage = ", ".join(f"{name} {_ms(d.get('p50'))}" for name, d in stages.items() if d.get("n"))
+    lat = p.get("latency", {})
+    lines.append(f"  speed      end to end {p['fps']:.1f} fps over {p['frames']} frames; latency p50 {_ms(lat.get('p50'))}"
+                 f" ms, p99 {_ms(lat.get('p99'))} ms")
+    lines.append(f"             per stage p50 (ms): {per_stage}")
+    for tier, b in (r.get("bench") or {}).items():
+        if b.get("n"):
+            lines.append(f"             bench {tier}: {b['fps']:.1f} fps, p50 {b['p50']:.1f} ms, p99 {b['p99']:.1f} ms")
+    a = r["accuracy"]
+    lines.append(f"  accuracy   mIoU {a['mean_iou']:.3f} on the video ({a['frames']} frames; pixel accuracy"
+                 f" {a['pixel_accuracy']:.3f}, against the rendered ground truth)")
+    lines.append("             " + "  ".join(f"{name} {iou:.3f}" for name, iou in a["class_iou"].items()))
+    if a.get("predicted_only"):
+        lines.append(f"             predicted but not in the video (IoU 0): {', '.join(a['predicted_only'])}")
+    held = r.get("held_out")
+    if held:
+        lines.append(f"             held-out street frames (training script): mIoU {held['miou']:.3f} on"
+                     f" {held['frames']} frames")
+    lines.append(f"  details    {r['summary_file']}")
+    return lines
