@@ -29,6 +29,7 @@ def test_import_and_help_without_heavy_dependencies():
         import runpy, sys
         import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export, rtseg.eval, rtseg.eval.cli, rtseg.bench
         import rtseg.bench.cli
+        import rtseg.demo, rtseg.demo.cli, rtseg.demo.run, rtseg.demo.train, rtseg.demo.video, rtseg.demo.summary
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         sys.argv = ["rtseg", "--help"]

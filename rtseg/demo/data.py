@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .render import random_camera, render
-from .world import CLASSES, NUM_CLASSES, make_world
+from .world import CLASSES, make_world
 
 # World seeds of each split never overlap; the demo video's world (seed 1) belongs to none of them.
 SPLIT_SEEDS = {"train": 1_000_000, "val": 2_000_000, "test": 3_000_000}
@@ -40,30 +40,16 @@ def labelled_frame(split: str, index: int, size: tuple[int, int], max_scale: flo
     return rgb, labels
 
 
-def confusion(labels: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES,
-              ignore: int = 255) -> np.ndarray:
-    """int64 ``(K, K)`` confusion matrix: rows ground truth, columns prediction; ``ignore`` pixels skipped."""
-    gt = labels.reshape(-1).astype(np.int64)
-    pr = pred.reshape(-1).astype(np.int64)
-    keep = gt != ignore
-    return np.bincount(gt[keep] * num_classes + pr[keep], minlength=num_classes ** 2).reshape(num_classes,
-                                                                                               num_classes)
-
-
-def iou_scores(cm: np.ndarray) -> tuple[float, dict[str, float]]:
-    """Mean IoU over the classes present in ground truth or prediction, and each one's IoU by name.
-
-    A class only predicted counts as 0; one absent from both is left out (as ``rtseg eval`` does).
-    """
-    tp = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - tp
-    present = union > 0
-    iou = np.divide(tp, union, out=np.zeros_like(tp), where=present)
+def iou_scores(cm) -> tuple[float, dict[str, float]]:
+    """Mean IoU (``rtseg eval``'s definition: a class only predicted counts as 0, one absent from both is left
+    out) of a :class:`rtseg.eval.metrics.ConfusionMatrix`, and each present class's IoU by Cityscapes name."""
+    from ..eval.metrics import scores
     from ..export.classes import CITYSCAPES
 
+    s = scores(cm.matrix)
     names = [n for n, _ in CITYSCAPES]
-    per_class = {names[k] if k < len(names) else str(k): float(iou[k]) for k in np.nonzero(present)[0]}
-    return float(iou[present].mean()) if present.any() else float("nan"), per_class
+    per_class = {names[k]: float(v) for k, v in enumerate(s.class_iou) if not np.isnan(v)}
+    return s.mean_iou, per_class
 
 
-__all__ = ["CLASSES", "SPLIT_SEEDS", "labelled_frame", "confusion", "iou_scores"]
+__all__ = ["CLASSES", "SPLIT_SEEDS", "labelled_frame", "iou_scores"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import confusion, iou_scores, labelled_frame
+from .data import iou_scores, labelled_frame
 from .world import NUM_CLASSES
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "fast_scnn_street.pth"
@@ -139,8 +139,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     t_start = time.perf_counter()
     rgb_pool, lab_pool = build_pool(cfg.pool, cfg.size, "train", cfg.workers, "render train frames", progress,
                                     max_scale=cfg.max_scale)
-    val_rgb, val_lab = build_pool(min(16, cfg.val_frames), cfg.size, "val", cfg.workers, "render val frames",
-                                  progress)
+    if cfg.eval_every:  # a few held-out frames to follow progress on
+        val_rgb, val_lab = build_pool(16, cfg.size, "val", cfg.workers, "render val frames", progress)
     render_s = time.perf_counter() - t_start
     weights = torch.from_numpy(class_weights(lab_pool))
     model = create_model("fast_scnn", num_classes=NUM_CLASSES).train()
@@ -237,24 +237,66 @@ def predict(model, rgb: np.ndarray, size: tuple[int, int] | None = None) -> np.n
 
 
 def evaluate(model, rgb: np.ndarray, labels: np.ndarray, size=None) -> tuple[float, dict]:
-    cm = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    """mIoU and per-class IoU of ``model`` on labelled frames (``rtseg eval``'s confusion matrix)."""
+    from ..eval.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(NUM_CLASSES)
     for i in range(len(rgb)):
-        cm += confusion(labels[i], predict(model, rgb[i:i + 1], size)[0])
+        cm.update(labels[i], predict(model, rgb[i:i + 1], size)[0])
     return iou_scores(cm)
 
 
 def score_held_out(model, count: int, size, render_size, workers: int, progress: bool = True) -> dict:
     """mIoU on ``count`` held-out frames rendered at ``render_size`` (the network sees them resized to ``size``)."""
-    cm = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    from ..eval.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(NUM_CLASSES)
     chunk = 8
     for start in range(0, count, chunk):
         n = min(chunk, count - start)
         rgb, lab = build_pool(n, size, "val", workers, "score held-out", False, render_size, start)
         for i in range(n):
-            cm += confusion(lab[i], predict(model, rgb[i:i + 1], size)[0])
+            cm.update(lab[i], predict(model, rgb[i:i + 1], size)[0])
     miou, per_class = iou_scores(cm)
     return {"frames": count, "frame_size": list(render_size), "input_size": list(size), "miou": miou,
             "per_class_iou": per_class}
+
+
+def score_video(model, size, frames: int | None = None, progress: bool = True) -> dict:
+    """mIoU on the demo video's frames (720p, rendered in memory) with the PyTorch model."""
+    from tqdm import tqdm
+
+    from ..eval.metrics import ConfusionMatrix
+    from .video import VideoSpec, frame_at
+
+    spec = VideoSpec()
+    count = frames or spec.frames
+    cm = ConfusionMatrix(NUM_CLASSES)
+    for i in tqdm(range(count), desc="score demo video", disable=not progress):
+        rgb, labels = frame_at(spec, i)
+        cm.update(labels, predict(model, rgb[None], size)[0])
+    miou, per_class = iou_scores(cm)
+    return {"frames": count, "frame_size": [spec.height, spec.width], "input_size": list(size), "miou": miou,
+            "per_class_iou": per_class}
+
+
+def eval_only(cfg: TrainConfig, log=print) -> dict:
+    """Score the weights at ``cfg.out`` on held-out frames and the demo video; add the figures to its JSON."""
+    import torch
+
+    from ..models import create_model
+
+    torch.set_num_threads(cfg.threads)
+    model = create_model("fast_scnn", num_classes=NUM_CLASSES, checkpoint=cfg.out)
+    path = cfg.out.with_suffix(".json")
+    figures = json.loads(path.read_text()) if path.is_file() else {}
+    figures["held_out"] = score_held_out(model, cfg.val_frames, cfg.size, cfg.val_size, cfg.workers)
+    figures["video"] = score_video(model, cfg.size)
+    for key in ("held_out", "video"):
+        log(f"{key}: mIoU {figures[key]['miou']:.4f} on {figures[key]['frames']} frames  "
+            + "  ".join(f"{k} {v:.3f}" for k, v in figures[key]["per_class_iou"].items()))
+    write_figures(cfg.out, figures)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,11 +314,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-frames", type=int, default=d.val_frames)
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--out", type=Path, default=d.out)
+    p.add_argument("--eval-only", action="store_true",
+                   help="score the weights at --out on held-out frames and the demo video, without training")
     args = p.parse_args(argv)
     cfg = TrainConfig(steps=args.steps, minutes=args.minutes, batch=args.batch, pool=args.pool, lr=args.lr,
                       crop=args.crop,
                       seed=args.seed, threads=args.threads, workers=args.workers, val_frames=args.val_frames,
                       eval_every=args.eval_every, out=args.out)
+    if args.eval_only:
+        eval_only(cfg, log=lambda line: print(line, flush=True))
+        return 0
     result = train(cfg, log=lambda line: print(line, flush=True))
     print(json.dumps({k: result[k] for k in ("steps", "train_seconds", "last_loss")}), flush=True)
     return 0
