@@ -72,11 +72,11 @@ def _background(world: StreetWorld, cam: Camera, h: int, w: int, f: float, cx: f
 
     # Sky: a vertical gradient and soft clouds, everywhere to begin with.
     t = np.clip((dv + h * 0.6) / (h * 0.6), 0, 1)[:, None, None]  # 0 high up .. 1 at the horizon
-    img = np.empty((h, w, 3), np.float32)
-    img[:] = light.sky_top + t * (light.sky_horizon - light.sky_top)
+    sky = light.sky_top + t * (light.sky_horizon - light.sky_top)  # (H, 1, 3)
     clouds = _tile("clouds")[(np.arange(h)[:, None] * 256 // h) % 256, ((np.arange(w) + int(cam.s)) * 512 // w) % 512]
     cover = np.clip((clouds - (1.0 - light.clouds) * 1.6 + 0.3) * 2.0, 0, 1)[..., None]  # (H, W, 1)
-    img += cover * (np.float32(235) * light.gain - img) * np.float32(0.8)
+    img = cover * ((np.float32(235) * light.gain - sky) * np.float32(0.8))  # (H, W, 3)
+    img += sky
     labels = np.full((h, w), SKY, np.uint8)
     depth = np.full((h, w), np.float32(1e4), np.float32)
 
@@ -105,9 +105,14 @@ def _background(world: StreetWorld, cam: Camera, h: int, w: int, f: float, cx: f
     pattern = _tile("wall")[np.where(park[None, :], 256, 0) + tex_y, tex_x]  # (H, W)
     shade = np.where(side_left == (light.sun_side > 0), np.float32(1.0), np.float32(1.0 - 0.6 * light.shadow))
     strength = np.where(park, np.float32(0.9), tex) * shade  # (W,)
-    wall_rgb = colour * shade[:, None] + (colour * strength[:, None])[None, :, :] * pattern[..., None]
+    colour = colour[None, :, :]  # (1, W, 3)
+    wcol = wcol[None, :, :]
+    # a pixel of wall is plaster * (shade + strength * pattern), or glass * reflect: one blend of two colours
     reflect = np.float32(1.2) - np.float32(0.4) * np.clip(wall_y / np.maximum(top, 1)[None, :], 0, 1)
-    np.copyto(wall_rgb, wcol[None, :, :] * reflect[..., None], where=windows[..., None])
+    plaster = np.where(windows, np.float32(0), shade[None, :] + strength[None, :] * pattern)  # (H, W)
+    glass = np.where(windows, reflect, np.float32(0))
+    wall_rgb = plaster[..., None] * colour
+    wall_rgb += glass[..., None] * wcol
     np.copyto(img, wall_rgb, where=wall[..., None])
     np.copyto(labels, np.where(park, VEGETATION, BUILDING).astype(np.uint8)[None, :], where=wall)
     np.copyto(depth, zf[None, :], where=wall)
@@ -171,14 +176,18 @@ def _ground(world, cam, img, labels, depth, ground, dv, du, f) -> None:
     if zebra_rows.any():
         white |= zebra_rows[:, None] & (np.mod(xg, 1.0) < 0.5) & on_road
     white &= on_road
-    base = np.where(on_road[..., None], world.asphalt, world.pavement)  # (R, W, 3)
     amount = np.where(on_road, np.float32(0.18), np.float32(0.12)) * grain
     gain = np.where(on_road, np.float32(1.0), bright) + amount
     # The building shadow covers one side of the ground up to shadow_x.
     shaded = (xg * light.sun_side) < light.shadow_x * light.sun_side
     gain *= np.where(shaded, np.float32(1 - 0.6 * light.shadow), np.float32(1.0))
-    rgb = base * gain[..., None]
-    np.copyto(rgb, np.float32(215) * gain[..., None] / (1 + amount[..., None]), where=white[..., None])
+    # asphalt, paving or white paint, each times its gain: one blend of three colours
+    paint = np.where(white, gain / (1 + amount), np.float32(0))
+    road_gain = np.where(on_road & ~white, gain, np.float32(0))
+    pave_gain = np.where(on_road, np.float32(0), gain)
+    rgb = road_gain[..., None] * world.asphalt
+    rgb += pave_gain[..., None] * world.pavement
+    rgb += paint[..., None] * np.float32(215)
     np.copyto(img, rgb, where=ground[..., None])
     np.copyto(labels, np.where(on_road, np.uint8(ROAD), np.uint8(SIDEWALK)), where=ground)
     np.copyto(depth, zg[:, None], where=ground)

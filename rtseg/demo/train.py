@@ -40,6 +40,7 @@ class TrainConfig:
     size: tuple[int, int] = INPUT_SIZE
     crop: tuple[int, int] = (160, 288)  # random crops of the pool frames: a third of the pixels per sample
     pool: int = 800  # labelled frames rendered once before training
+    pool_start: int = 0  # index of the first training frame (a fine-tuning run can take new frames)
     max_scale: float = 1.8  # pool frames are rendered at 1..max_scale times ``size``, then resized
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -52,6 +53,7 @@ class TrainConfig:
     val_size: tuple[int, int] = (720, 1280)
     eval_every: int = 250
     out: Path = WEIGHTS
+    init: Path | None = None  # start from these weights instead of from scratch (a second, fine-tuning run)
 
 
 def build_pool(count: int, size: tuple[int, int], split: str, workers: int, desc: str, progress: bool = True,
@@ -138,12 +140,12 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
     rgb_pool, lab_pool = build_pool(cfg.pool, cfg.size, "train", cfg.workers, "render train frames", progress,
-                                    max_scale=cfg.max_scale)
+                                    start=cfg.pool_start, max_scale=cfg.max_scale)
     if cfg.eval_every:  # a few held-out frames to follow progress on
         val_rgb, val_lab = build_pool(16, cfg.size, "val", cfg.workers, "render val frames", progress)
     render_s = time.perf_counter() - t_start
     weights = torch.from_numpy(class_weights(lab_pool))
-    model = create_model("fast_scnn", num_classes=NUM_CLASSES).train()
+    model = create_model("fast_scnn", num_classes=NUM_CLASSES, checkpoint=cfg.init).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng([cfg.seed, 31])
     budget = cfg.minutes * 60.0
@@ -306,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=d.minutes, help="wall-time budget (0: none)")
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--pool", type=int, default=d.pool, help="labelled frames rendered before training")
+    p.add_argument("--pool-start", type=int, default=d.pool_start, help="index of the first training frame")
     p.add_argument("--crop", type=_size, default=d.crop, help="training crop HxW (default %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -314,11 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-frames", type=int, default=d.val_frames)
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--out", type=Path, default=d.out)
+    p.add_argument("--init", type=Path, default=None, help="start from these weights (fine-tune) instead of scratch")
     p.add_argument("--eval-only", action="store_true",
                    help="score the weights at --out on held-out frames and the demo video, without training")
     args = p.parse_args(argv)
     cfg = TrainConfig(steps=args.steps, minutes=args.minutes, batch=args.batch, pool=args.pool, lr=args.lr,
-                      crop=args.crop,
+                      crop=args.crop, init=args.init, pool_start=args.pool_start,
                       seed=args.seed, threads=args.threads, workers=args.workers, val_frames=args.val_frames,
                       eval_every=args.eval_every, out=args.out)
     if args.eval_only:
