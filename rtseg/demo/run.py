@@ -78,8 +78,14 @@ def run_demo(opts: DemoOptions, say=print) -> dict:
         say(f"  run        {describe.get('backend')} on {describe.get('device')}"
             f" ({describe.get('provider') or describe.get('graph')})")
         started = {}
+
+        def on_start(outputs: dict) -> None:
+            started.update(outputs)
+            if outputs.get("serve"):
+                say(f"  browser    {outputs['serve']}  (live while the video runs)")
+
         summary = run_pipeline(seg, str(street / VIDEO_FILE), save=out / "overlay.mp4", save_masks=out / "masks",
-                               serve=opts.serve, progress=opts.progress, on_start=started.update)
+                               serve=opts.serve, progress=opts.progress, on_start=on_start)
         timings["run"] = time.perf_counter() - t
         t = time.perf_counter()
         accuracy = score_masks(out / "masks", street / LABELS_DIR, seg.num_classes, seg.class_names)
