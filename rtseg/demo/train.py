@@ -139,6 +139,12 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
+    previous = None
+    if cfg.init is not None:  # a fine-tuning run keeps the record of the run it starts from
+        try:
+            previous = json.loads(Path(cfg.init).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            previous = None
     rgb_pool, lab_pool = build_pool(cfg.pool, cfg.size, "train", cfg.workers, "render train frames", progress,
                                     start=cfg.pool_start, max_scale=cfg.max_scale)
     if cfg.eval_every:  # a few held-out frames to follow progress on
@@ -193,6 +199,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
         result["held_out"] = score_held_out(shipped, cfg.val_frames, cfg.size, cfg.val_size, cfg.workers, progress)
         log(f"held-out mIoU {result['held_out']['miou']:.4f} on {cfg.val_frames} frames at "
             f"{cfg.val_size[0]}x{cfg.val_size[1]}")
+    if previous is not None:
+        result["previous_run"] = previous
     write_figures(cfg.out, result)
     return result
 
