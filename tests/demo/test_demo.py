@@ -16,6 +16,7 @@ from rtseg.demo.run import DemoOptions, run_demo  # noqa: E402
 from rtseg.demo.video import VideoSpec  # noqa: E402
 
 FRAMES = 8
+pytestmark = pytest.mark.slow  # one export of the shipped model at 288x512 (about 20 s on 2 idle cores)
 
 
 @pytest.fixture(scope="module")
