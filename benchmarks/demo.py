@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's rtseg, whatever is installed
 
 
 def overlay_picture(video: Path, overlay: Path, index: int, dest: Path, width: int = 480) -> None:
