@@ -1,0 +1,233 @@
+"""Decoders behind the frame sources: PyAV for files and URLs, OpenCV for images and webcams.
+
+A :class:`Decoder` opens on construction (so a bad input fails before anything starts, one line) and
+``frames()`` returns an iterator of ``(index, image, name)`` with BGR uint8 images. A reconnectable decoder
+(URLs, webcams) can be closed and ``frames()`` called again to reopen it.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RtsegError, missing_dependency
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jp2"}
+URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
+
+
+def import_av():
+    try:
+        import av
+    except ImportError:
+        raise missing_dependency("av (PyAV)", "video") from None
+    return av
+
+
+def import_cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise missing_dependency("opencv-python-headless", "video") from None
+    return cv2
+
+
+class Decoder:
+    name: str = ""
+    fps: float | None = None
+    total: int | None = None          # frames known ahead
+    is_live: bool = False             # decides the buffer policy when the caller does not
+    reconnectable: bool = False
+    read_timeout: float = 5.0
+    skipped: int = 0                  # undecodable files or packets, skipped with a warning
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray, str]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _av_reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc).split(": '")[0] or type(exc).__name__
+
+
+class AvDecoder(Decoder):
+    """A video file or a stream URL through PyAV (FFmpeg); RTSP goes over TCP with open and read timeouts."""
+
+    def __init__(self, target: str, is_url: bool, open_timeout: float, read_timeout: float):
+        self.av = import_av()
+        self.target, self.name = target, target
+        self.is_live = self.reconnectable = is_url
+        self.open_timeout, self.read_timeout = open_timeout, read_timeout
+        self.container = None
+        self._open()
+        stream = self.container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else None
+        self.total = None if is_url else (stream.frames or None)
+
+    def _open(self) -> None:
+        av = self.av
+        options = {"rtsp_transport": "tcp"} if self.target.startswith(("rtsp://", "rtsps://")) else {}
+        try:
+            self.container = av.open(self.target, options=options, timeout=(self.open_timeout, self.read_timeout))
+        except av.error.FFmpegError as exc:
+            what = "cannot connect to" if self.is_live else "cannot read"
+            hint = ("check the address and that the server is up" if self.is_live
+                    else "is it a video FFmpeg can decode? (truncated or not a video)")
+            raise RtsegError(f"{what} {self.target}: {_av_reason(exc)}; {hint}") from None
+        if not self.container.streams.video:
+            self.close()
+            raise RtsegError(f"{self.target} has no video stream")
+        self.container.streams.video[0].thread_type = "AUTO"
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray, str]]:
+        if self.container is None:
+            self._open()
+        return self._decode()
+
+    def _decode(self) -> Iterator[tuple[int, np.ndarray, str]]:
+        av = self.av
+        container = self.container
+        stream = container.streams.video[0]
+        index = 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                raise RtsegError(f"{self.name}: reading stopped after {index} frames: {_av_reason(exc)}") from None
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as exc:
+                self.skipped += 1
+                log.warning("%s: skipped a damaged packet after frame %d (%s)", self.name, index, _av_reason(exc))
+                continue
+            for frame in decoded:
+                yield index, frame.to_ndarray(format="bgr24"), ""
+                index += 1
+        if self.total and index < self.total:
+            raise RtsegError(f"{self.name} ended early: {index} of {self.total} frames decoded "
+                             "(the file is truncated or damaged)")
+
+    def close(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            finally:
+                self.container = None
+
+
+class ImageDecoder(Decoder):
+    """One image, a folder or a glob of images, in sorted order; unreadable files are skipped and counted."""
+
+    def __init__(self, paths: list[Path], name: str):
+        self.cv2 = import_cv2()
+        self.paths, self.name = paths, name
+        self.total = len(paths)
+        self.fps = None
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray, str]]:
+        cv2 = self.cv2
+        readable = 0
+        for index, path in enumerate(self.paths):
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.access(path, os.R_OK) else None
+            if image is None:
+                self.skipped += 1
+                log.warning("%s: skipped %s (not an image OpenCV can read)", self.name, path.name)
+                continue
+            readable += 1
+            yield index, image, str(path)
+        if not readable:
+            raise RtsegError(f"{self.name}: none of its {len(self.paths)} files is a readable image")
+
+
+class WebcamDecoder(Decoder):
+    """A local camera by index through OpenCV."""
+
+    is_live = reconnectable = True
+
+    def __init__(self, index: int):
+        self.cv2 = import_cv2()
+        self.index, self.name = index, f"webcam {index}"
+        if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+            raise RtsegError(f"webcam {index} does not exist (no /dev/video{index}); "
+                             "list cameras with `ls /dev/video*`")
+        self.capture = None
+        self._open()
+        self.fps = float(self.capture.get(self.cv2.CAP_PROP_FPS)) or None
+
+    def _open(self) -> None:
+        self.capture = self.cv2.VideoCapture(self.index)
+        if not self.capture.isOpened():
+            self.capture = None
+            raise RtsegError(f"webcam {self.index} could not be opened (busy, or no permission?)")
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray, str]]:
+        if self.capture is None:
+            self._open()
+        return self._read()
+
+    def _read(self) -> Iterator[tuple[int, np.ndarray, str]]:
+        index = 0
+        while True:
+            ok, image = self.capture.read()
+            if not ok or image is None:  # a dropped camera: no frame at all, never a black one
+                raise RtsegError(f"webcam {self.index}: no frame")
+            yield index, image, ""
+            index += 1
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def open_decoder(source: str, open_timeout: float = 10.0, read_timeout: float = 5.0) -> Decoder:
+    """Choose and open the decoder for ``source``; one-line :class:`RtsegError` where it cannot be opened."""
+    text = source.strip()
+    if text.isdigit():
+        return WebcamDecoder(int(text))
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme:
+        if scheme not in URL_SCHEMES:
+            raise RtsegError(f"unsupported source scheme {scheme}:// (use one of {', '.join(URL_SCHEMES)})")
+        return AvDecoder(text, is_url=True, open_timeout=open_timeout, read_timeout=read_timeout)
+    path = Path(text)
+    if path.is_dir():
+        files = _folder_files(path)
+        if not files:
+            raise RtsegError(f"folder {path} is empty; pass a folder of images")
+        return ImageDecoder(files, str(path))
+    if any(ch in text for ch in "*?[") and not path.exists():
+        files = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+        if not files:
+            raise RtsegError(f"no files match {text}")
+        return ImageDecoder(files, text)
+    if not path.exists():
+        raise RtsegError(f"source {path} does not exist; pass a video, image, folder, glob, webcam index or URL")
+    if not os.access(path, os.R_OK):
+        raise RtsegError(f"source {path} is not readable (permissions)")
+    if path.stat().st_size == 0:
+        raise RtsegError(f"source {path} is empty (0 bytes)")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        decoder = ImageDecoder([path], str(path))
+        if decoder.cv2.imread(str(path), decoder.cv2.IMREAD_COLOR) is None:
+            raise RtsegError(f"{path} is not an image OpenCV can read")
+        return decoder
+    return AvDecoder(str(path), is_url=False, open_timeout=open_timeout, read_timeout=read_timeout)

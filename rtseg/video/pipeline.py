@@ -1,0 +1,334 @@
+"""The streaming pipeline: read/decode -> segment -> sinks, each stage on its own thread, bounded queues between.
+
+Lossless sources (files, folders) block at every queue, so every frame reaches the model and every sink, in
+order. Live sources keep only the newest decoded frame (the source's own grabber thread), the segment stage takes
+whatever is newest when it is free, and the sinks drop their oldest queued result rather than hold the model back.
+
+``iter_results`` yields results for people who write their own loop (nothing is kept: flat memory);
+``run_pipeline`` drives the sinks, the statistics, the progress display and the stop signals.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import RtsegError
+from .sources import FrameSource, open_source
+from .stats import RunStats, RunSummary
+
+_END = object()
+
+
+@dataclass
+class Result:
+    """One segmented frame."""
+
+    index: int                  # the frame's position in the source
+    frame: np.ndarray           # (H, W, 3) uint8 BGR, as decoded
+    labels: np.ndarray          # (H, W) class ids at the frame's size
+    timings: dict = field(default_factory=dict)   # stage -> seconds: decode, preprocess, infer, postprocess, overlay
+    captured: float = 0.0       # time.monotonic() when the frame was decoded
+    staleness: float = 0.0      # capture -> the model took the frame (s)
+    latency: float = 0.0        # capture -> the result was handed out (s)
+    overlay: np.ndarray | None = None
+    name: str = ""              # the image file, for folder sources
+
+
+class SourceFailed(RtsegError):
+    """The source failed mid-run; sinks were finalised. ``summary`` says what was done before."""
+
+    summary: RunSummary | None = None
+
+
+class _Stages:
+    """The reader and segment threads between a source and the consumer."""
+
+    def __init__(self, seg, source: FrameSource, max_frames: int | None):
+        self.seg, self.source, self.max_frames = seg, source, max_frames
+        self.stop_reading = threading.Event()   # graceful: what was read is still segmented and handed out
+        self.abort = threading.Event()          # the consumer is gone: stop now
+        self.lossless = not source.live
+        self.frames: queue.Queue = queue.Queue(maxsize=4)
+        self.results: queue.Queue = queue.Queue(maxsize=4 if self.lossless else 1)
+        self.source_error: BaseException | None = None
+        self.model_error: BaseException | None = None
+        self.end_reason = ""
+        self.threads = [threading.Thread(target=self._segment, name="rtseg-segment", daemon=True)]
+        if self.lossless:
+            self.threads.append(threading.Thread(target=self._read, name="rtseg-read", daemon=True))
+        for thread in self.threads:
+            thread.start()
+
+    def _put(self, q: queue.Queue, item) -> bool:
+        while not self.abort.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _limit_reached(self, count: int) -> bool:
+        if self.max_frames is not None and count >= self.max_frames:
+            self.end_reason = f"--max-frames {self.max_frames} reached"
+            return True
+        return False
+
+    def _read(self) -> None:
+        count = 0
+        try:
+            while not (self.stop_reading.is_set() or self.abort.is_set() or self._limit_reached(count)):
+                frame = self.source.read()
+                if frame is None:
+                    break
+                if not self._put(self.frames, frame):
+                    return
+                count += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer after the frames already read
+            self.source_error = exc
+        finally:
+            self._put(self.frames, _END)
+
+    def _next_live_frame(self, count: int):
+        while not (self.stop_reading.is_set() or self.abort.is_set() or self._limit_reached(count)):
+            try:
+                return self.source.read(timeout=0.2)
+            except TimeoutError:
+                continue
+            except BaseException as exc:  # noqa: BLE001
+                self.source_error = exc
+                return None
+        return None
+
+    def _segment(self) -> None:
+        count = 0
+        try:
+            while not self.abort.is_set():
+                if self.lossless:
+                    frame = self.frames.get()
+                    if frame is _END:
+                        break
+                else:
+                    frame = self._next_live_frame(count)
+                    if frame is None:
+                        break
+                taken = time.monotonic()
+                r = self.seg.segment(frame.image)
+                timings = {"decode": frame.decode_s, **r.timings}
+                result = Result(frame.index, frame.image, r.labels, timings, frame.captured,
+                                staleness=taken - frame.captured, name=frame.name)
+                if not self._put(self.results, result):
+                    return
+                count += 1
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
+            self.model_error = exc
+        finally:
+            self._put(self.results, _END)
+
+    def next(self, timeout: float | None = None):
+        """The next result, ``_END`` when the stages are done, or ``None`` after ``timeout`` seconds."""
+        try:
+            return self.results.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def raise_errors(self) -> None:
+        if self.model_error is not None:
+            raise self.model_error
+        if self.source_error is not None:
+            error = self.source_error
+            if isinstance(error, RtsegError):
+                raise SourceFailed(str(error))
+            raise error
+
+    def shutdown(self) -> None:
+        self.abort.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def _as_source(source, live, vid_stride, on_state=None) -> tuple[FrameSource, bool]:
+    if isinstance(source, FrameSource):
+        return source, False
+    return open_source(source, live=live, vid_stride=vid_stride, on_state=on_state), True
+
+
+def iter_results(seg, source, max_frames: int | None = None, *, live: bool | None = None, overlay: bool = False,
+                 alpha: float = 0.5, vid_stride: int = 1):
+    """Yield a :class:`Result` for every frame segmented (files: every frame, in order; live: the newest).
+
+    ``source`` is anything :func:`open_source` takes, or an open :class:`FrameSource`. Reading and segmenting
+    run on their own threads while the caller's loop works; nothing is kept after it is yielded.
+    """
+    src, owned = _as_source(source, live, vid_stride)
+    stages = _Stages(seg, src, max_frames)
+    try:
+        while (result := stages.next()) is not _END:
+            if overlay:
+                start = time.perf_counter()
+                result.overlay = seg.overlay(result.frame, result.labels, alpha=alpha)
+                result.timings["overlay"] = time.perf_counter() - start
+            result.latency = time.monotonic() - result.captured
+            yield result
+        stages.raise_errors()
+    finally:
+        stages.shutdown()
+        if owned:
+            src.close()
+
+
+class _SignalStop:
+    """SIGINT/SIGTERM stop reading (first time) and let the run drain and finalise; a second one interrupts."""
+
+    def __init__(self, stages_ref: list, enabled: bool):
+        self.signum: int | None = None
+        self.stages_ref = stages_ref
+        self.previous = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.stages_ref:
+            self.stages_ref[0].stop_reading.set()
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None, alpha: float = 0.5,
+                 live: bool | None = None, max_frames: int | None = None, *, show: bool = False,
+                 vid_stride: int = 1, colour_masks: bool = False, progress: bool = False,
+                 handle_signals: bool = True, on_start=None) -> RunSummary:
+    """Segment ``source`` into the sinks asked for and return a :class:`RunSummary`.
+
+    Sinks: ``save`` (H.264 mp4), ``save_masks`` (a folder of raw-id PNGs), ``serve`` (``[HOST:]PORT``, the browser
+    view), ``show`` (a window), ``stats`` (JSON lines). SIGINT/SIGTERM stop reading, drain what was read and
+    finalise every sink (``summary.signal`` says which). A source that fails mid-run raises
+    :class:`SourceFailed` after the sinks are finalised. ``on_start(outputs)`` is called once the sinks are open
+    (the browser view's URL is in ``outputs["serve"]``).
+    """
+    from .server import BrowserView
+    from .sinks import MaskSink, ThreadedSink, VideoFileSink, WindowSink
+
+    views: list = []
+
+    def on_state(state: str, message: str) -> None:
+        for view in views:
+            view.set_state(state, message)
+
+    src, owned = _as_source(source, live, vid_stride, on_state)
+    if not owned:
+        src.on_state = on_state
+    summary = RunSummary(source=src.name, live=src.live, source_fps=src.fps)
+    stages_ref: list = []
+    stop = _SignalStop(stages_ref, handle_signals)
+    run_stats = None
+    sinks: list = []
+    window = None
+    try:
+        run_stats = RunStats(stats)
+        if show:
+            window = WindowSink(on_quit=lambda: stages_ref and stages_ref[0].stop_reading.set())
+        if save is not None:
+            sinks.append(VideoFileSink(save, src.fps))
+        if save_masks is not None:
+            sinks.append(MaskSink(save_masks, seg.colorize if colour_masks else None))
+        if serve is not None:
+            view = BrowserView(serve, seg.class_names, seg.palette, title=src.name,
+                               stats=lambda: _live_stats(run_stats, src))
+            views.append(view)
+            view.set_state(src.state, src.state_message)
+            sinks.append(view)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        stop.restore()
+        if run_stats is not None:
+            run_stats.close()
+        if owned:
+            src.close()
+        raise
+    threaded = [ThreadedSink(sink, run_stats, lossless=not src.live) for sink in sinks]
+    if on_start is not None:
+        on_start({"serve": views[0].url} if views else {})
+    bar = _progress(src, progress)
+    need_overlay = bool(sinks and (save is not None or serve is not None)) or show
+    error: BaseException | None = None
+    stages = _Stages(seg, src, max_frames)
+    stages_ref.append(stages)
+    if stop.signum is not None:  # a signal that came while the sinks were opening
+        stages.stop_reading.set()
+    try:
+        while (result := stages.next(timeout=0.5)) is not _END:
+            if result is None:
+                bar.tick(run_stats, src)
+                continue
+            if need_overlay:
+                start = time.perf_counter()
+                result.overlay = seg.overlay(result.frame, result.labels, alpha=alpha)
+                result.timings["overlay"] = time.perf_counter() - start
+            result.latency = time.monotonic() - result.captured
+            for sink in threaded:
+                sink.put(result)
+            if window is not None:
+                window.write(result)
+            run_stats.add_result(result, src.drops)
+            bar.update(run_stats, src)
+        stages.raise_errors()
+    except BaseException as exc:  # noqa: BLE001 - sinks are finalised first, then it is raised
+        error = exc
+    finally:
+        stages.shutdown()
+        if owned:
+            src.close()
+        for sink in threaded:
+            try:
+                summary.outputs[sink.name] = sink.close()
+            except BaseException as exc:  # noqa: BLE001
+                error = error or exc
+            summary.sink_drops += sink.drops
+        if window is not None:
+            window.close()
+        bar.close()
+        stop.restore()
+    summary.signal = stop.signum
+    summary.drops, summary.skipped = src.drops, src.skipped
+    summary.reconnects = getattr(src, "reconnects", 0)
+    if stop.signum is not None:
+        summary.end_reason = f"stopped by {signal.Signals(stop.signum).name}"
+    elif error is not None:
+        summary.end_reason = f"error: {error}"
+    else:
+        summary.end_reason = stages.end_reason or src.end_reason or "end of source"
+    run_stats.fill(summary)
+    run_stats.close(summary)
+    if error is not None:
+        if isinstance(error, SourceFailed):
+            error.summary = summary
+        raise error
+    return summary
+
+
+def _progress(src: FrameSource, enabled: bool):
+    from .progress import Progress
+
+    return Progress(src.total, src.live, enabled)
+
+
+def _live_stats(run_stats: RunStats, src: FrameSource) -> dict:
+    lat = run_stats.latency
+    return {"frames": run_stats.frames, "fps": run_stats.fps(), "drops": src.drops,
+            "latency_p50": lat.percentile(50) if lat.count else None,
+            "latency_p99": lat.percentile(99) if lat.count else None}
+
