@@ -93,8 +93,9 @@ class RemoteSegmenter:
         return colorize(labels, self._palette_bgr)
 
     def health(self) -> dict:
+        """The service's /health answer ({"status": "ok", "replica": ..., "model": ...}) and its HTTP status."""
         status, body, _ = self._request("GET", "/health", retry=False)
-        return {"status": status, **(json.loads(body) if status == 200 else {"message": body.decode()})}
+        return {**(json.loads(body) if status == 200 else {"message": body.decode()}), "http_status": status}
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
