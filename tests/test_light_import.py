@@ -10,7 +10,8 @@ from .conftest import REPO
 
 _BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
-    BLOCKED = ("torch", "onnxruntime", "onnx", "tensorrt", "cuda", "cupy", "cv2", "triton")
+    BLOCKED = ("torch", "onnxruntime", "onnx", "tensorrt", "cuda", "cupy", "cv2", "triton", "ray", "tritonclient",
+               "starlette", "fastapi", "grpc")
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:
@@ -28,6 +29,7 @@ def test_import_and_help_without_heavy_dependencies():
     proc = _run("""
         import runpy, sys
         import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export
+        import rtseg.serve, rtseg.serve.cli, rtseg.serve.client, rtseg.serve.codec, rtseg.triton, rtseg.triton.cli
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         sys.argv = ["rtseg", "--help"]
@@ -38,7 +40,7 @@ def test_import_and_help_without_heavy_dependencies():
     """)
     assert proc.returncode == 0, proc.stderr
     assert "usage: rtseg" in proc.stdout
-    for command in ("models", "export"):
+    for command in ("models", "export", "serve", "triton"):
         assert command in proc.stdout
 
 
@@ -63,3 +65,24 @@ def test_missing_torch_is_one_line_error():
     assert proc.stderr.strip().count("\\n") == 0, proc.stderr
     assert "pip install 'rtseg[export]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_and_triton_help_and_missing_ray():
+    # `rtseg serve --help` and `rtseg triton --help` need neither Ray nor tritonclient; serving without Ray is a
+    # one-line error naming the extra
+    proc = _run("""
+        import json, sys, tempfile
+        from rtseg.cli import main
+        for command in ("serve", "triton"):
+            try:
+                main([command, "--help"])
+            except SystemExit as exc:
+                assert exc.code == 0
+        bundle = tempfile.mkdtemp()
+        open(bundle + "/rtseg.json", "w").write(json.dumps({"format_version": 1}))
+        raise SystemExit(main(["serve", bundle]))
+    """)
+    assert proc.returncode == 2, proc.stderr
+    assert "--replicas" in proc.stdout and "--max-batch" in proc.stdout and "--graph" in proc.stdout
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "pip install 'rtseg[serve]'" in proc.stderr and "Traceback" not in proc.stderr
