@@ -26,6 +26,8 @@ from . import codec
 
 
 class RemoteSegmenter:
+    thread_safe = True  # many streams may share one; the service batches their concurrent requests
+
     def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 3, encoding: str = "raw",
                  backoff: float = 0.2):
         parsed = urlparse(url if "://" in url else f"http://{url}")
