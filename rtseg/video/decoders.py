@@ -112,13 +112,16 @@ class AvDecoder(Decoder):
                 decoded = packet.decode()
             except av.error.FFmpegError as exc:
                 self.skipped += 1
-                log.warning("%s: skipped a damaged packet after frame %d (%s)", self.name, index, _av_reason(exc))
+                (log.warning if self.skipped == 1 else log.debug)(
+                    "%s: skipping damaged data after frame %d (%s); counted in the summary", self.name, index,
+                    _av_reason(exc))
                 continue
             for frame in decoded:
                 yield index, frame.to_ndarray(format="bgr24"), ""
                 index += 1
         if self.total and index < self.total:
-            raise RtsegError(f"{self.name} ended early: {index} of {self.total} frames decoded "
+            damaged = f", {self.skipped} damaged packets skipped" if self.skipped else ""
+            raise RtsegError(f"{self.name} ended early: {index} of {self.total} frames decoded{damaged} "
                              "(the file is truncated or damaged)")
 
     def close(self) -> None:
@@ -140,6 +143,8 @@ class ImageDecoder(Decoder):
 
     def frames(self) -> Iterator[tuple[int, np.ndarray, str]]:
         cv2 = self.cv2
+        # OpenCV would print its own lines about a broken file; rtseg's one warning per file says it all
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         readable = 0
         for index, path in enumerate(self.paths):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.access(path, os.R_OK) else None

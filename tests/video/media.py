@@ -43,3 +43,34 @@ def make_video(path: Path, frames: int, size=(64, 96), fps: int = 30, codec: str
         for packet in stream.encode(None):
             container.mux(packet)
     return path
+
+
+def make_faststart_video(path: Path, frames: int, size=(64, 96), fps: int = 30) -> Path:
+    """Like :func:`make_video` with the index (moov) first, as streaming-friendly files are: a cut copy still opens."""
+    import av
+
+    height, width = size
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(numbered_frame(i, height, width), format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def truncated_copy(src: Path, dst: Path, keep: float) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[:int(len(data) * keep)])
+    return dst
+
+
+def damaged_copy(src: Path, dst: Path, length: int = 3000) -> Path:
+    """The same file with random bytes over ``length`` bytes in the middle."""
+    data = bytearray(src.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + length] = np.random.default_rng(0).integers(0, 256, length, np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst
