@@ -145,27 +145,37 @@ def test_http_routes_and_bad_requests(service, local, streams):
         remote.segment(np.zeros((721, 64, 3), np.uint8))
 
 
-def test_run_pipeline_remote_gives_the_local_masks(service, local, tmp_path):
-    """What ``rtseg run --remote`` runs: the video pipeline with a RemoteSegmenter in place of the Segmenter."""
-    pytest.importorskip("av", reason="PyAV is not installed (pip install 'rtseg[video]')")
+def _masks(folder):
     import cv2
 
-    from rtseg.video import run_pipeline
+    return {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))}
+
+
+def test_run_remote_gives_the_local_masks(service, fast_scnn_bundle, tmp_path):
+    """``rtseg run --remote``: the video pipeline with the segment stage on the service, one and two streams."""
+    pytest.importorskip("av", reason="PyAV is not installed (pip install 'rtseg[video]')")
+    from rtseg.cli import main
 
     from ..video.media import make_video
 
     video = make_video(tmp_path / "clip.mp4", 300, size=(64, 96))
-    with RemoteSegmenter(service.url) as remote:
-        remote_run = run_pipeline(remote, str(video), save_masks=str(tmp_path / "remote"), live=False,
-                                  handle_signals=False)
-    local_run = run_pipeline(local, str(video), save_masks=str(tmp_path / "local"), live=False,
-                             handle_signals=False)
-    assert remote_run.frames == local_run.frames == 300
-    names = sorted(p.name for p in (tmp_path / "local").glob("*.png"))
-    assert len(names) == 300 and names == sorted(p.name for p in (tmp_path / "remote").glob("*.png"))
-    for name in names:
-        assert np.array_equal(cv2.imread(str(tmp_path / "remote" / name), cv2.IMREAD_UNCHANGED),
-                              cv2.imread(str(tmp_path / "local" / name), cv2.IMREAD_UNCHANGED)), name
+    assert main(["run", "--source", str(video), "--remote", service.url, "--save-masks", str(tmp_path / "remote"),
+                 "--quiet"]) == 0
+    assert main(["run", str(fast_scnn_bundle), "--source", str(video), "--save-masks", str(tmp_path / "local"),
+                 "--quiet"]) == 0
+    remote, local = _masks(tmp_path / "remote"), _masks(tmp_path / "local")
+    assert len(local) == 300 and list(remote) == list(local)
+    assert all(np.array_equal(remote[name], local[name]) for name in local)
+    # two streams into the service at once: each keeps its own masks, equal to its frames run locally
+    other = make_video(tmp_path / "other.mp4", 40, size=(96, 64))
+    assert main(["run", "--source", str(other), "--source", str(video), "--remote", service.url, "--max-frames",
+                 "40", "--save-masks", str(tmp_path / "multi"), "--quiet"]) == 0
+    assert main(["run", str(fast_scnn_bundle), "--source", str(other), "--save-masks", str(tmp_path / "other"),
+                 "--quiet"]) == 0
+    for k, alone in enumerate([_masks(tmp_path / "other"), dict(list(local.items())[:40])]):
+        multi = _masks(tmp_path / "multi" / str(k))
+        assert list(multi) == list(alone) and len(multi) == 40
+        assert all(np.array_equal(multi[name], alone[name]) for name in alone), k
 
 
 def test_replica_killed_mid_run_loses_no_frame(service, local, streams, record_property):

@@ -39,6 +39,29 @@ def test_streams_share_one_segmenter(fast_scnn_bundle, tmp_path):
     assert sum(n * size for size, n in shared.batch_sizes.items()) == sum(counts)
     assert any(size > 1 for size in shared.batch_sizes), shared.batch_sizes  # frames of streams met in a batch
 
+    # the same through `rtseg run` with two --source values: DIR/0, DIR/1
+    from rtseg.cli import main
+
+    assert main(["run", str(fast_scnn_bundle), "--source", str(videos[1]), "--source", str(videos[0]),
+                 "--save-masks", str(tmp_path / "cli"), "--quiet"]) == 0
+    for k, alone in enumerate([_masks(tmp_path / "alone1"), _masks(tmp_path / "alone0")]):
+        multi = _masks(tmp_path / "cli" / str(k))
+        assert list(multi) == list(alone) and all(np.array_equal(multi[n], alone[n]) for n in alone)
+
+
+def test_run_cli_needs_a_bundle_or_remote(fast_scnn_bundle, tmp_path, capsys):
+    from rtseg.cli import main
+
+    clip = make_video(tmp_path / "c.mp4", 3)
+    for argv, message in [(["--source", str(clip)], "pass a BUNDLE"),
+                          ([str(fast_scnn_bundle), "--source", str(clip), "--remote", "http://127.0.0.1:1"],
+                           "not both"),
+                          ([str(fast_scnn_bundle), "--source", str(clip), "--source", str(clip), "--serve", "0"],
+                           "take one --source")]:
+        assert main(["run", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("rtseg: error: ") and message in err and err.count("\n") == 1, err
+
 
 def test_a_failing_frame_fails_only_its_stream(fast_scnn_bundle):
     with load(fast_scnn_bundle, threads=1) as seg, SharedSegmenter(seg, max_batch=4, wait_ms=50) as shared:
