@@ -78,6 +78,7 @@ def start(opts: ServeOptions) -> Service:
     if opts.address:
         check_reachable(opts.address)
     _init_ray(ray, opts)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines on every start and stop
     try:
         serve.start(http_options={"host": opts.host, "port": opts.port})
         threads = max(1, int(round(opts.cpus_per_replica))) if opts.gpus_per_replica == 0 else None
