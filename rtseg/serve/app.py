@@ -74,9 +74,10 @@ def start(opts: ServeOptions) -> Service:
         raise missing_dependency("ray[serve]", "serve") from None
     from .deployment import SegmentService
 
-    check_port_free(opts.host, opts.port)
     if opts.address:
-        check_reachable(opts.address)
+        check_reachable(opts.address)  # the HTTP proxy then listens on the cluster's nodes, not necessarily here
+    else:
+        check_port_free(opts.host, opts.port)
     _init_ray(ray, opts)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines on every start and stop
     try:
