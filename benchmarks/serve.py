@@ -119,7 +119,8 @@ def main(argv=None) -> int:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/serve-<host>.json)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default benchmarks/results/serve-<host>.json)")
     args = parser.parse_args(argv)
 
     from rtseg.serve.app import ServeOptions, start

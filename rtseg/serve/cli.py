@@ -6,8 +6,6 @@ import argparse
 import sys
 import threading
 
-from ..errors import RtsegError
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="a bundle folder written by rtseg export (the same path on every node)")

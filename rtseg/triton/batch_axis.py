@@ -72,8 +72,9 @@ def check_batched(original: Path, batched, size: tuple[int, int], batch: int = 3
         return f"a batch of {batch} gives shape {list(together.shape)}, frame by frame {list(alone.shape)}"
     if together.dtype.kind == "f":
         scale = max(1.0, float(np.abs(alone).max()))
-        if float(np.abs(together - alone).max()) > 1e-4 * scale:
-            return f"a batch of {batch} differs from the frames run alone by {float(np.abs(together - alone).max()):.3g}"
+        err = float(np.abs(together - alone).max())
+        if err > 1e-4 * scale:
+            return f"a batch of {batch} differs from the frames run alone by {err:.3g}"
     elif not np.array_equal(together, alone):
         return f"a batch of {batch} gives other labels than the frames run alone"
     return None

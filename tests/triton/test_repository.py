@@ -12,12 +12,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from google.protobuf import text_format
 from torch import nn
-from tritonclient.grpc import model_config_pb2 as mc
 
-from rtseg.cli import main
-from rtseg.triton.batch_axis import batched_graph, check_batched
+mc = pytest.importorskip("tritonclient.grpc.model_config_pb2",
+                         reason="tritonclient is not installed (pip install 'rtseg[triton]')")
+from google.protobuf import text_format  # noqa: E402
+
+from rtseg.cli import main  # noqa: E402
+from rtseg.triton.batch_axis import batched_graph, check_batched  # noqa: E402
 
 
 def _config(model_dir) -> mc.ModelConfig:
