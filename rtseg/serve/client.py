@@ -44,6 +44,7 @@ class RemoteSegmenter:
         self._lock = threading.Lock()
         self.retried = 0  # requests sent again after a transport error or a 5xx
         self.batch_sizes: dict[int, int] = {}  # batch size the service ran a frame in -> frames
+        self.replicas: dict[str, int] = {}  # replica id -> frames it answered
         status, body, _ = self._request("GET", "/info", retry=True)
         if status != 200:
             raise RtsegError(f"{url} answered {status} to GET /info; is it an rtseg serve service?")
@@ -75,9 +76,10 @@ class RemoteSegmenter:
             raise RtsegError(f"the service at {self.url} refused the frame ({status}):"
                              f" {answer.decode(errors='replace').strip()}")
         labels = codec.decode_labels(answer, got)
-        batch = int(got.get(codec.BATCH_SIZE, 1))
+        batch, replica = int(got.get(codec.BATCH_SIZE, 1)), got.get(codec.REPLICA, "?")
         with self._lock:
             self.batch_sizes[batch] = self.batch_sizes.get(batch, 0) + 1
+            self.replicas[replica] = self.replicas.get(replica, 0) + 1
         t3 = time.perf_counter()
         return SegmentResult(labels, {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": t3 - t2})
 

@@ -195,19 +195,24 @@ def test_replica_killed_mid_run_loses_no_frame(service, local, streams, record_p
         names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                  if a["name"].startswith("SERVE_REPLICA")]
         assert len(names) == 2, names
+        served = dict(remote.replicas)
         ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
-        killed.append((names[0], sum(len(r) for r in results)))
+        killed.append((names[0], sum(len(r) for r in results), served))
 
     results, errors, _ = _run_streams(remote, streams, during=kill_one_replica)
     assert killed
+    name, done_at_kill, served = killed[0]
+    replica_id = name.rsplit("#", 1)[-1]
+    assert served.get(replica_id, 0) > 0, (name, served)  # the killed replica was one that was answering
     # no stream stopped with an error, none lost or repeated a frame: exactly 50 answers each, in order, each right
     assert not errors, errors
     for k, frames in enumerate(streams):
         assert len(results[k]) == FRAMES
         assert all(np.array_equal(lab, local.segment(f).labels) for f, lab in zip(frames, results[k])), k
     record_property("retried_requests", remote.retried)
-    print(f"replica killed after {killed[0][1]} frames; {remote.retried} requests sent again")
-    record_property("killed_after_frames", killed[0][1])
+    print(f"replica {replica_id} killed after {done_at_kill} frames; {remote.retried} requests sent again;"
+          f" answers per replica {remote.replicas}")
+    record_property("killed_after_frames", done_at_kill)
     # Serve replaces the replica
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
