@@ -88,9 +88,14 @@ def start(opts: ServeOptions) -> Service:
             ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica},
         ).bind(str(bundle), opts.backend, opts.device, threads, opts.max_batch, opts.batch_wait_ms, opts.max_frame)
         handle = serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
-    except BaseException as exc:
+    except BaseException as exc:  # Ctrl-C included: nothing of ours stays deployed
         try:
-            serve.shutdown() if not opts.address else None
+            if opts.address:
+                serve.delete(APP_NAME)  # the cluster's other applications keep running
+            else:
+                serve.shutdown()
+        except Exception:  # noqa: BLE001 - the original failure is the one to report
+            pass
         finally:
             ray.shutdown()
         if isinstance(exc, (KeyboardInterrupt, RtsegError)):
@@ -153,4 +158,8 @@ def _init_ray(ray, opts: ServeOptions) -> None:
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         where = f"join the Ray cluster at {opts.address}" if opts.address else "start a local Ray cluster"
+        chain = f"{exc!r} {exc.__cause__!r} {exc.__context__!r}"
+        if opts.address and any(k in chain for k in ("Unauthenticated", "AuthToken", "AuthenticationError")):
+            first += ("; the cluster uses token authentication: set RAY_AUTH_MODE=token and its token"
+                      " (RAY_AUTH_TOKEN or ~/.ray/auth_token)")
         raise RtsegError(f"cannot {where}: {first}") from None
