@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import torch
 
 from ..errors import RtsegError
+from .caffe import caffe_file_kind
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,15 @@ def load_checkpoint(model, checkpoint) -> None:
     if isinstance(checkpoint, Mapping):
         state = unwrap_state_dict(checkpoint)
         source = "checkpoint"
+    elif caffe_file_kind(checkpoint):  # a .caffemodel (or a prototxt passed by mistake): see rtseg.models.caffe
+        from .caffe import caffemodel_state_dict
+
+        state, source = caffemodel_state_dict(checkpoint, model), os.fspath(checkpoint)
     else:
         state = read_state_dict(checkpoint)
         source = os.fspath(checkpoint)
+    if hasattr(model, "adapt_checkpoint"):  # another public layout of the same network (e.g. DIGITS' names)
+        state = model.adapt_checkpoint(state)
 
     own = model.state_dict()
     ignored = getattr(model, "ignored_checkpoint_prefixes", ())
