@@ -302,7 +302,7 @@ class _FromTorch(_Export):
         if opts.weights is None:
             self.say(f"note: no --weights given; exporting {info.name} with untrained initial weights")
         self.model_name, self.family = info.name, info.family
-        self.pre = opts.preprocessing or _default_pre(info.name, info.family)
+        self.pre = opts.preprocessing or self._checkpoint_pre() or _default_pre(info.name, info.family)
         self.input_name, self.output_kind = INPUT_NAME, opts.head
         self.output_name = "logits" if opts.head == "logits" else "labels"
         up = self.model.final_upsample
@@ -315,6 +315,15 @@ class _FromTorch(_Export):
         self.onnx_key = B.hash_key("onnx", info.name, self.num_classes, weights_sha, self.shapes.as_dict(),
                                    opts.head, OPSET, opts.exporter, __version__, _version("torch"))
         self.title = info.name
+
+    def _checkpoint_pre(self) -> Preprocessing | None:
+        """The preprocessing the loaded checkpoint declares (e.g. DIGITS' input shift), if any."""
+        pre = getattr(self.model, "checkpoint_preprocessing", None)
+        if not pre:
+            return None
+        self.say(f"note: input preprocessing from the checkpoint: {pre['channel_order']} pixels in"
+                 f" 0..{pre['value_scale']:g}, mean {tuple(pre['mean'])}, std {tuple(pre['std'])}")
+        return Preprocessing(tuple(pre["mean"]), tuple(pre["std"]), pre["channel_order"], float(pre["value_scale"]))
 
     def fp32_graph(self, path: Path) -> None:
         from .torch_onnx import export_torch

@@ -19,6 +19,9 @@ _PREPROCESSING = {
     "bisenet": Preprocessing((0.3257, 0.3690, 0.3223), (0.2112, 0.2148, 0.2115), "RGB", 1.0),
     # wkentaro/pytorch-fcn (Caffe weights): BGR, raw 0..255 minus the VGG mean, no std.
     "fcn_vgg16": Preprocessing((104.00698793, 116.66876762, 122.67891434), (1.0, 1.0, 1.0), "BGR", 255.0),
+    # voc-fcn-alexnet (Caffe): the FCN data layer's BGR VOC mean on raw 0..255 pixels. DIGITS' variant subtracts 116
+    # instead; its checkpoint says so (FCNAlexNet.checkpoint_preprocessing), which the export prefers.
+    "fcn_alexnet": Preprocessing((104.00698793, 116.66876762, 122.67891434), (1.0, 1.0, 1.0), "BGR", 255.0),
     # meetps/pytorch-semseg ICNet (converted Caffe weights): BGR, raw 0..255 minus the Pascal mean, no std.
     "icnet_ptsemseg": Preprocessing((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), "BGR", 255.0),
 }
