@@ -30,7 +30,7 @@ _PREPROCESSING = {
 def default_preprocessing(model_name: str | None, family: str | None) -> Preprocessing:
     """The normalisation the public checkpoints of ``model_name`` were trained with (ImageNet otherwise)."""
     name = (model_name or "").lower()
-    for key in ("fcn_vgg16", "icnet_ptsemseg"):
+    for key in ("fcn_vgg16", "fcn_alexnet", "icnet_ptsemseg"):
         prefix, suffix = key.split("_", 1)
         if name.startswith(prefix) and suffix in name:
             return _PREPROCESSING[key]

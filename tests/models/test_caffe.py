@@ -12,6 +12,7 @@ from rtseg.models import create_model
 from rtseg.models.caffe import caffe_file_kind, read_caffemodel
 
 from .caffe_files import Layer, layers_from_state_dict, write_caffemodel
+from .reference import manifest
 
 
 def _caffe_typed_messages():
@@ -113,17 +114,18 @@ def test_prototxt_passed_as_weights(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_vgg_fcn_caffemodel_and_the_at_once_scale_layers(tmp_path):
+def test_vgg_fcn_caffemodel_and_the_at_once_scale_layers(reference_dir, tmp_path):
     """FCN-8s at-once's Caffe file keeps its skip scales as Scale layers: it loads into fcn8s_atonce_vgg16 and is
     refused by fcn8s_vgg16, which would otherwise run it without them."""
-    torch.manual_seed(0)
-    source = create_model("fcn8s_atonce_vgg16", num_classes=3)
-    layers = layers_from_state_dict(source.state_dict())
+    generator = torch.Generator().manual_seed(0)
+    state = {e["key"]: torch.randn(e["shape"], generator=generator)
+             for e in manifest(reference_dir, "fcn8s_atonce_vgg16")["state_dict"]}
+    layers = layers_from_state_dict(state)
     layers.insert(10, Layer("scale_pool3", "Scale", [np.full(256, 1e-4, np.float32)]))
     layers.insert(14, Layer("scale_pool4", "Scale", [np.full(512, 0.01, np.float32)]))
     path = write_caffemodel(tmp_path / "fcn8s-atonce-pascal.caffemodel", layers, name="FCN8s-atonce")
-    loaded = create_model("fcn8s_atonce_vgg16", num_classes=3, checkpoint=path)
-    for key, value in source.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-    message = _one_line_error(lambda: create_model("fcn8s_vgg16", num_classes=3, checkpoint=path))
+    loaded = create_model("fcn8s_atonce_vgg16", checkpoint=path)
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(state[key], value), key
+    message = _one_line_error(lambda: create_model("fcn8s_vgg16", checkpoint=path))
     assert "fcn8s_atonce_vgg16" in message
