@@ -27,7 +27,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_import_and_help_without_heavy_dependencies():
     proc = _run("""
         import runpy, sys
-        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export
+        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export, rtseg.runtime
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         sys.argv = ["rtseg", "--help"]
@@ -38,7 +38,7 @@ def test_import_and_help_without_heavy_dependencies():
     """)
     assert proc.returncode == 0, proc.stderr
     assert "usage: rtseg" in proc.stdout
-    for command in ("models", "export"):
+    for command in ("models", "export", "info"):
         assert command in proc.stdout
 
 
