@@ -84,9 +84,10 @@ def test_engine_runs_at_two_profile_sizes_and_matches_fp16(tmp_path):
     out = tmp_path / "b"
     assert run_export(ExportOptions(out=out, model="fast_scnn", num_classes=19, input_size=(64, 128),
                                     dynamic=((32, 64), (128, 256)), calib_frames=2), say=lambda line: None).passed
-    with load(out, device="cuda") as trt_seg, load(out, backend="onnxruntime", device="cpu", precision="fp16") as ref:
-        assert trt_seg.describe()["backend"] == "tensorrt"
-        for size in ((64, 128), (128, 256)):
-            with load(out, backend="tensorrt", input_size=size) as fixed:
-                f = _frame(240, 480, seed=size[0])
-                assert (fixed.segment(f).labels == ref.segment(f).labels).mean() >= 0.995
+    with load(out, device="cuda") as auto:
+        assert auto.describe()["backend"] == "tensorrt"
+    for size in ((64, 128), (128, 256)):
+        with load(out, backend="tensorrt", input_size=size) as engine, \
+                load(out, backend="onnxruntime", device="cpu", precision="fp16", input_size=size) as fp16:
+            f = _frame(240, 480, seed=size[0])
+            assert (engine.segment(f).labels == fp16.segment(f).labels).mean() >= 0.995
