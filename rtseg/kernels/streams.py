@@ -152,10 +152,10 @@ class Event:
         """True once the recorded work has run (never blocks)."""
         driver = cuda_driver()
         with on_device(self.device):
-            (err,) = driver.cuEventQuery(driver.CUevent(self.handle))
-        if err == driver.CUresult.CUDA_ERROR_NOT_READY:
+            result = driver.cuEventQuery(driver.CUevent(self.handle))
+        if (result[0] if isinstance(result, tuple) else result) == driver.CUresult.CUDA_ERROR_NOT_READY:
             return False
-        check((err,), "event query")
+        check(result, "event query")
         return True
 
     def synchronize(self) -> None:
