@@ -18,6 +18,7 @@ from .errors import RtsegError
 _COMMANDS = {
     "models": ("rtseg.models.cli", "list the model zoo: names, parameters, output stride, checkpoint layouts"),
     "export": ("rtseg.export.cli", "checkpoint or ONNX -> verified ONNX, FP16 ONNX and TensorRT engine bundle"),
+    "info": ("rtseg.runtime.cli", "what a bundle holds, whether it verifies here, and which backend would run it"),
 }
 
 

@@ -106,3 +106,45 @@ def test_dynamic_graph_runs_at_other_sizes(exported):
     assert prof["min"] == [1, 3, 64, 128] and prof["max"] == [1, 3, 256, 512]
     for size in ((96, 192), (192, 416)):  # inside the range, neither min, opt nor max
         assert _agreement(stem, result, model, "model.onnx", size) >= 0.9999, size
+
+
+# -- the runtime on these bundles (issue: runtime acceptance) --------------------------------------------------
+# Frames of the sizes users feed (720p, 1080p, an odd size), scene-like, BGR as a camera gives them.
+RUNTIME_FRAMES = ((720, 1280), (1080, 1920), (333, 517))
+
+
+def _pytorch_labels(model, frame_bgr, size, pre, align_corners):
+    """What a user computes with PyTorch: cv2 INTER_LINEAR resize, the bundle's normalisation, the low-resolution
+    logits upsampled by F.interpolate straight to the frame's size, argmax."""
+    import cv2
+    import torch.nn.functional as F
+
+    h, w = size
+    rgb = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_LINEAR)[..., ::-1]
+    x = torch.from_numpy(normalize(rgb[None], pre))
+    with torch.inference_mode():
+        low = model.forward_lowres(x)  # (1, C, h', w')
+        up = F.interpolate(low, size=frame_bgr.shape[:2], mode="bilinear", align_corners=align_corners)
+    return up.argmax(1)[0].numpy()
+
+
+@pytest.mark.parametrize("exported", ["bisenetv1", "bisenetv2", "fast_scnn", "icnet_liminn",
+                                      pytest.param("fcn8s_vgg16", marks=pytest.mark.slow)], indirect=True)
+def test_runtime_segment_matches_pytorch(exported):
+    from rtseg.runtime import load
+
+    stem, result, model = exported
+    pre = _pre(result)
+    align = result.manifest["output"]["upsample"]["align_corners"]
+    with load(result.out, backend="onnxruntime", device="cpu") as seg, \
+            load(result.out, backend="onnxruntime", device="cpu", precision="fp16") as seg16, \
+            load(result.out, backend="torch", device="cpu") as seg_torch:
+        assert seg.describe()["graph"] == "model.onnx" and seg16.describe()["graph"] == "model.fp16.onnx"
+        for i, size in enumerate(RUNTIME_FRAMES):
+            frame = np.ascontiguousarray(synthetic_scenes(1, *size, seed=100 + i)[0][..., ::-1])  # BGR
+            res = seg.segment(frame)
+            assert res.labels.shape == size and res.labels.dtype == np.uint8
+            ref = _pytorch_labels(model, frame, res.input_size, pre, align)
+            assert (res.labels == ref).mean() >= 0.9999, (stem, size)
+            assert (seg_torch.segment(frame).labels == ref).mean() >= 0.9999, (stem, size)
+            assert (seg16.segment(frame).labels == ref).mean() >= 0.995, (stem, size)

@@ -1,0 +1,219 @@
+"""``Segmenter``: a BGR frame of any size in, class labels at the frame's size out.
+
+One pass per stage: the ``preprocess`` kernel resizes and normalises straight into the runner's input buffer, the
+runner computes the graph's output, and ``upsample_argmax`` goes from the low-resolution logits straight to the
+frame's size, so neither full-resolution float logits nor a second resize of the labels ever exist. (A bundle whose
+graph ends in labels is the one exception: its labels are resized to the frame by nearest neighbour.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RtsegError
+from .base import Runner
+
+
+@dataclass
+class SegmentResult:
+    labels: np.ndarray  # (H, W) uint8 (int32 above 255 classes), at the frame's size
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: preprocess, infer, postprocess
+    score: np.ndarray | None = None  # (H, W) float32 winning interpolated logit, when asked for
+    input_size: tuple[int, int] | None = None  # the network input size this frame ran at
+    overlay: np.ndarray | None = None  # (H, W, 3) BGR frame with the class colours blended in, when asked for
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the graph takes: a fixed size, or a profile (min, opt, max) and the model's size multiple."""
+
+    opt: tuple[int, int]
+    min: tuple[int, int] | None = None
+    max: tuple[int, int] | None = None
+    multiple: int = 1
+
+    @property
+    def dynamic(self) -> bool:
+        return self.min is not None
+
+    @classmethod
+    def from_manifest(cls, inp: dict) -> InputSpec:
+        profile = inp.get("profile")
+        multiple = int(inp.get("size_multiple") or 1)
+        if profile:
+            return cls(tuple(profile["opt"][2:]), tuple(profile["min"][2:]), tuple(profile["max"][2:]), multiple)
+        return cls(tuple(inp["shape"][2:]), multiple=multiple)
+
+    def size_for(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """The input size a frame runs at: the fixed size, or (dynamic) the frame scaled to fit the optimisation
+        size with its aspect kept, rounded to the size multiple and clamped to the profile."""
+        if not self.dynamic:
+            return self.opt
+        h, w = frame_hw
+        scale = min(self.opt[0] / h, self.opt[1] / w)
+        m = self.multiple
+        size = []
+        for n, lo, hi in ((h, self.min[0], self.max[0]), (w, self.min[1], self.max[1])):
+            v = max(m, int(round(n * scale / m)) * m)
+            lo_m, hi_m = -(-lo // m) * m, hi // m * m
+            size.append(min(max(v, lo_m), hi_m))
+        return size[0], size[1]
+
+    def check(self, size: tuple[int, int]) -> None:
+        h, w = size
+        if self.dynamic:
+            if not (self.min[0] <= h <= self.max[0] and self.min[1] <= w <= self.max[1]):
+                raise RtsegError(f"input size {h}x{w} is outside the bundle's profile {self.min[0]}x{self.min[1]} to"
+                                 f" {self.max[0]}x{self.max[1]}; pick a size inside it or re-export with a wider"
+                                 f" --dynamic range")
+            if h % self.multiple or w % self.multiple:
+                raise RtsegError(f"input size {h}x{w} is not a multiple of {self.multiple}, as this model needs")
+        elif (h, w) != self.opt:
+            raise RtsegError(f"this bundle's graph takes only {self.opt[0]}x{self.opt[1]} inputs, not {h}x{w};"
+                             f" re-export it with --dynamic to run other sizes")
+
+
+def check_frame(frame: Any) -> np.ndarray:
+    """A frame must be a BGR uint8 (H, W, 3) array; anything else gets a line saying how to convert it."""
+    if not isinstance(frame, np.ndarray):
+        raise RtsegError(f"a frame must be a NumPy uint8 (H, W, 3) BGR image, got {type(frame).__name__}")
+    if frame.size == 0:
+        raise RtsegError(f"the frame is empty (shape {frame.shape}); the source gave no image")
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        raise RtsegError("the frame is greyscale; convert it with cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)")
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        raise RtsegError("the frame has 4 channels (BGRA); drop alpha with cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise RtsegError(f"a frame must be (H, W, 3) BGR, got shape {frame.shape}")
+    if frame.dtype != np.uint8:
+        hint = " (scale floats in [0, 1] by 255 first)" if frame.dtype.kind == "f" else ""
+        raise RtsegError(f"a frame must be uint8, got {frame.dtype}; convert with frame.astype(np.uint8){hint}")
+    return frame
+
+
+class Segmenter:
+    """A loaded bundle on one backend. Made by :func:`rtseg.runtime.load`."""
+
+    def __init__(self, bundle, runner: Runner, why: str, input_size: tuple[int, int] | None = None):
+        from ..kernels import label_dtype
+
+        self.bundle, self.manifest = Path(bundle.root), bundle.manifest
+        self.runner, self.why = runner, why
+        m = self.manifest
+        self.num_classes = int(m["model"]["num_classes"])
+        self.class_names = list(m["model"].get("class_names") or [f"class_{i}" for i in range(self.num_classes)])
+        self.palette = np.asarray(m["model"].get("palette") or [], np.uint8).reshape(-1, 3)  # RGB
+        self._palette_bgr = np.ascontiguousarray(self.palette[:, ::-1])
+        inp, out = m["input"], m["output"]
+        self.spec = InputSpec.from_manifest(inp)
+        if input_size is not None:
+            self.spec.check(tuple(input_size))
+        self.fixed_size = tuple(input_size) if input_size is not None else None
+        self.rgb = str(inp.get("channel_order", "RGB")).upper() == "RGB"
+        self.mean, self.std = tuple(inp["mean"]), tuple(inp["std"])
+        self.pixel_range = 255.0 / float(inp.get("value_scale", 1.0))
+        self.output_kind = out.get("kind", "logits")
+        up = out.get("upsample") or {}
+        self.align_corners = bool(up.get("align_corners", False))
+        self.label_dtype = label_dtype(self.num_classes)
+        self._inputs: dict[tuple[int, int], np.ndarray] = {}
+        self._gpu = None  # the resident path's buffers, made on the first GPU frame
+
+    # -- the surface --------------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        """Which backend, device, provider and graph run this bundle, and why that one was chosen."""
+        return {**self.runner.describe(), "why": self.why, "bundle": str(self.bundle),
+                "model": self.manifest["model"].get("name"), "output": self.output_kind}
+
+    def input_size_for(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        return self.fixed_size or self.spec.size_for(frame_hw)
+
+    def segment(self, frame: np.ndarray, return_score: bool = False, overlay: float | None = None) -> SegmentResult:
+        """Labels for one BGR uint8 frame, at the frame's size, with per-stage timings (seconds).
+
+        ``overlay=alpha`` also returns the frame with the class colours blended in (on a GPU, made there too).
+        """
+        frame = check_frame(frame)
+        if self.runner.on_gpu:
+            return self._segment_gpu(frame, return_score, overlay)
+        t0 = time.perf_counter()
+        x = self._preprocess(frame)  # (1, 3, h, w)
+        t1 = time.perf_counter()
+        out = self.runner.infer(x)
+        t2 = time.perf_counter()
+        labels, score = self._postprocess(out[0], frame.shape[:2], return_score)
+        shown = self.overlay(frame, labels, overlay) if overlay is not None else None
+        t3 = time.perf_counter()
+        return SegmentResult(labels, {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": t3 - t2}, score,
+                             tuple(x.shape[2:]), shown)
+
+    def _segment_gpu(self, frame: np.ndarray, return_score: bool, alpha: float | None) -> SegmentResult:
+        if return_score:
+            raise RtsegError("return_score is not available on the GPU path yet; use device='cpu' for scores")
+        if self._gpu is None:
+            from .gpu import ResidentPath
+
+            self._gpu = ResidentPath(self)
+        labels, timings, shown = self._gpu.enqueue(frame, alpha).wait()
+        return SegmentResult(labels, timings, None, self.input_size_for(frame.shape[:2]), shown)
+
+    def segment_batch(self, frames: list[np.ndarray], return_score: bool = False) -> list[SegmentResult]:
+        """Several frames. The exported graphs take batch 1, so each frame is one inference call."""
+        return [self.segment(f, return_score) for f in frames]
+
+    def overlay(self, frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5, out: np.ndarray | None = None):
+        """The frame with the class colours blended in (BGR uint8, the frame's size)."""
+        from ..kernels import overlay
+
+        return overlay(check_frame(frame), labels, self._palette_bgr, alpha, out=out)
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        """(H, W) labels -> (H, W, 3) BGR colour mask."""
+        from ..kernels import colorize
+
+        return colorize(labels, self._palette_bgr)
+
+    def close(self) -> None:
+        if self._gpu is not None:
+            self._gpu.close()
+        self.runner.deactivate()
+        self._inputs.clear()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- stages -------------------------------------------------------------------------------------------
+    def _preprocess(self, frame: np.ndarray) -> np.ndarray:
+        from ..kernels import preprocess
+
+        size = self.input_size_for(frame.shape[:2])
+        buf = self._inputs.get(size)
+        if buf is None:  # one input buffer per size, reused frame after frame
+            self.spec.check(size)
+            buf = self._inputs[size] = np.empty((1, 3, *size), self.runner.input_dtype)
+        return preprocess(frame, size, self.mean, self.std, rgb=self.rgb, pixel_range=self.pixel_range,
+                          dtype=self.runner.input_dtype, out=buf)
+
+    def _postprocess(self, out: np.ndarray, frame_hw: tuple[int, int], return_score: bool):
+        from ..kernels import upsample_argmax
+
+        if self.output_kind == "labels":
+            labels = np.asarray(out)
+            if labels.shape != tuple(frame_hw):
+                import cv2
+
+                labels = cv2.resize(labels.astype(np.int32), frame_hw[::-1], interpolation=cv2.INTER_NEAREST)
+            return labels.astype(self.label_dtype, copy=False), None
+        if out.shape[0] != self.num_classes:
+            raise RtsegError(f"the graph gave {out.shape[0]} channels, the manifest says {self.num_classes} classes;"
+                             f" the bundle is inconsistent: re-export it")
+        res = upsample_argmax(out, frame_hw, self.align_corners, return_score=return_score)
+        return res if return_score else (res, None)

@@ -1,0 +1,150 @@
+"""Which backend runs a bundle: ``auto`` tries the TensorRT engine, then ONNX Runtime on CUDA, then on the CPU.
+
+Which graph runs where: the FP16 graph on a GPU (it is what the engine is built from, and what GPUs run fast), the
+FP32 graph on the CPU, where ONNX Runtime's FP16 kernels are slower than its FP32 ones. ``precision=`` overrides.
+Every choice is recorded with its reason, so ``Segmenter.describe()`` says why a bundle runs where it does.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+from ..errors import RtsegError
+from .base import Runner, parse_device
+from .bundle import Bundle, check_artifact
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+
+
+@functools.cache
+def gpu_missing_reason() -> str | None:
+    """None when the CUDA driver sees a GPU, else why not (one line)."""
+    if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+        return "cuda-python is not installed, so no GPU can be used (pip install 'rtseg[gpu]')"
+    try:
+        from cuda.bindings import driver
+
+        (err,) = driver.cuInit(0)
+        if int(err) != 0:
+            return f"no usable CUDA driver ({getattr(err, 'name', err)})"
+        err, count = driver.cuDeviceGetCount()
+    except Exception:  # noqa: BLE001 - cuda-python raises when libcuda is absent: no driver, no GPU
+        return "no CUDA driver on this machine"
+    if int(err) != 0 or count < 1:
+        return "no NVIDIA GPU on this machine"
+    return None
+
+
+def choose_runner(bundle: Bundle, backend: str = "auto", device: str | None = None, precision: str | None = None,
+                  weights=None, threads: int | None = None) -> tuple[Runner, str]:
+    """(runner, why) for the bundle; the runner is not yet active."""
+    if backend not in BACKENDS:
+        raise RtsegError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if precision not in (None, "fp16", "fp32"):
+        raise RtsegError(f"precision must be fp16 or fp32, not {precision!r}")
+    device = parse_device(device)
+    if device is not None and device.startswith("cuda") and (reason := gpu_missing_reason()):
+        raise RtsegError(f"device {device} was asked for, but {reason}; use device='cpu'")
+    if backend == "tensorrt":
+        return _tensorrt(bundle, device), "asked for (--backend tensorrt)"
+    if backend == "torch":
+        dev = device or ("cuda:0" if gpu_missing_reason() is None else "cpu")
+        return _torch(bundle, dev, weights), f"asked for (--backend torch) on {dev}"
+    if backend == "onnxruntime":
+        dev = device or ("cuda:0" if _ort_cuda_missing() is None else "cpu")
+        return _onnxruntime(bundle, dev, precision, threads), f"asked for (--backend onnxruntime) on {dev}"
+    return _auto(bundle, device, precision, threads)
+
+
+def _auto(bundle: Bundle, device: str | None, precision, threads) -> tuple[Runner, str]:
+    passed_over = []
+    if device != "cpu":
+        gpu = gpu_missing_reason()
+        if gpu is None and bundle.artifact_path("engine") is not None:
+            try:
+                return _tensorrt(bundle, device), "the bundle's TensorRT engine fits this GPU and TensorRT version"
+            except RtsegError as exc:
+                passed_over.append(f"TensorRT engine not used: {exc}")
+        elif gpu is None:
+            passed_over.append("the bundle has no TensorRT engine")
+        if gpu is None and (ort := _ort_cuda_missing()) is None:
+            runner = _onnxruntime(bundle, device or "cuda:0", precision, threads)
+            return runner, "; ".join([*passed_over, "ONNX Runtime's CUDA provider is available"])
+        passed_over.append(gpu or ort)
+        if device is not None:  # a GPU was asked for and none of the GPU backends can run
+            raise RtsegError(f"device {device} was asked for, but {'; '.join(passed_over)}")
+    runner = _onnxruntime(bundle, "cpu", precision, threads)
+    why = "ONNX Runtime on the CPU" + (f" ({'; '.join(passed_over)})" if passed_over else " (device='cpu')")
+    return runner, why
+
+
+def _ort_cuda_missing() -> str | None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed"
+    from .onnxruntime import available_providers
+
+    if "CUDAExecutionProvider" not in available_providers():
+        return "this ONNX Runtime has no CUDA provider (the CPU package is installed, not onnxruntime-gpu)"
+    return gpu_missing_reason()
+
+
+def _graph_for(bundle: Bundle, on_gpu: bool, precision: str | None) -> str:
+    has_fp16 = bundle.artifact_path("onnx_fp16") is not None
+    if precision == "fp16" and not has_fp16:
+        raise RtsegError(f"the bundle {bundle.root} has no FP16 graph; re-export it with --precision fp16")
+    if precision == "fp16" or (precision is None and on_gpu and has_fp16):
+        return "onnx_fp16"
+    return "onnx"
+
+
+def _onnxruntime(bundle: Bundle, device: str, precision, threads) -> Runner:
+    from .onnxruntime import OnnxRuntimeRunner
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        from ..errors import missing_dependency
+
+        raise missing_dependency("onnxruntime", "video")
+    on_gpu = device.startswith("cuda")
+    path = check_artifact(bundle, _graph_for(bundle, on_gpu, precision))
+    return OnnxRuntimeRunner(path, "cuda" if on_gpu else "cpu", device, threads)
+
+
+def _tensorrt(bundle: Bundle, device: str | None) -> Runner:
+    from ..export.tensorrt import check_engine_stamp, tensorrt_missing_reason
+    from .tensorrt import TensorRTRunner
+
+    if (reason := tensorrt_missing_reason()) is not None:
+        raise RtsegError(f"--backend tensorrt: {reason}")
+
+    if device == "cpu":
+        raise RtsegError("TensorRT runs only on a GPU; drop device='cpu' or use --backend onnxruntime")
+    manifest = dict(bundle.manifest, _dir=str(bundle.root))
+    check_engine_stamp(manifest)  # TensorRT version and GPU, with the rebuild command in the error
+    return TensorRTRunner(check_artifact(bundle, "engine"), device=device or "cuda:0")
+
+
+def _torch(bundle: Bundle, device: str, weights) -> Runner:
+    from pathlib import Path
+
+    from ..export.bundle import sha256_file
+    from .torch import TorchRunner
+
+    model, source = bundle.manifest["model"], bundle.manifest["model"].get("source") or {}
+    if model.get("family") == "onnx":
+        raise RtsegError(f"the bundle {bundle.root} was made from an ONNX file, so there is no PyTorch model to run;"
+                         f" use --backend onnxruntime")
+    recorded = source.get("weights")
+    checkpoint = Path(weights) if weights is not None else (Path(recorded) if recorded else None)
+    if checkpoint is not None:
+        if not checkpoint.is_absolute() and not checkpoint.is_file():
+            checkpoint = bundle.root / checkpoint
+        if not checkpoint.is_file():
+            raise RtsegError(f"the torch backend needs the checkpoint {checkpoint}, which is not here; pass"
+                             f" weights=PATH (--weights) for {model['name']}")
+        want = source.get("weights_sha256")
+        if want and sha256_file(checkpoint) != want:
+            raise RtsegError(f"{checkpoint} is not the checkpoint this bundle was exported from (sha256 differs);"
+                             f" pass the right one with --weights")
+    head = bundle.manifest["output"].get("kind", "logits")
+    return TorchRunner(model["name"], int(model["num_classes"]), checkpoint, head, device)
