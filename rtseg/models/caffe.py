@@ -80,7 +80,8 @@ def read_caffemodel(path) -> tuple[str, list[CaffeLayer]]:
         raise RtsegError(f"{path} is a Caffe net description (prototxt), which holds no weights; pass the"
                          f" .caffemodel file trained with it")
     try:
-        data = open(path, "rb").read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise RtsegError(f"cannot read {path}: {exc.strerror or exc}") from None
     net = _messages()["NetParameter"]()
@@ -249,8 +250,10 @@ def _messages() -> dict:
 
 
 def _is_text(data: bytes) -> bool:
+    """UTF-8 without control characters other than tab and newlines (a protobuf binary has tags and lengths)."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return exc.start > len(data) - 4  # a multi-byte character cut by the read
-    return b"\x00" not in data
+        if exc.start <= len(data) - 4:  # not just a multi-byte character cut by the read
+            return False
+    return not any(b < 32 and b not in (9, 10, 13) for b in data)

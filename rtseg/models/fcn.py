@@ -2,7 +2,8 @@
 
 The released checkpoints (``fcn32s_from_caffe.pth``, ``fcn16s_from_caffe.pth``, ``fcn8s_from_caffe.pth``,
 ``fcn8s-atonce_from_caffe.pth``) are plain state_dicts converted from the Caffe models, with top-level keys
-``conv1_1`` ... ``conv5_3``, ``fc6``, ``fc7``, ``score_fr``, ``score_pool{3,4}`` and ``upscore*``.
+``conv1_1`` ... ``conv5_3``, ``fc6``, ``fc7``, ``score_fr``, ``score_pool{3,4}`` and ``upscore*``: the Caffe layer
+names, so the original ``.caffemodel`` files load too (:mod:`rtseg.models.caffe`).
 
 What makes these networks unusual, and what this file reproduces:
 
