@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", nargs="?", help="an export recipe (export/*.toml); flags given here win over it")
     src = parser.add_argument_group("source")
     src.add_argument("--model", help="a model of the zoo (see 'rtseg models')")
-    src.add_argument("--weights", help="the model's checkpoint (.pth); without it the untrained weights are exported")
+    src.add_argument("--weights", help="the model's checkpoint (.pth, or a Caffe .caffemodel for the FCNs);"
+                     " without it the untrained weights are exported")
     src.add_argument("--onnx", help="bring your own ONNX segmentation model instead of --model")
     src.add_argument("--num-classes", type=int, help="number of classes (default: the model's)")
     src.add_argument("--classes", help="class names and palette for the manifest: cityscapes or voc"
