@@ -34,7 +34,7 @@ _V1_TYPES = {4: "Convolution", 14: "InnerProduct", 39: "Deconvolution", 26: "Pow
              18: "ReLU", 6: "Dropout", 5: "Data", 20: "Softmax", 21: "SoftmaxWithLoss"}
 # The first bytes of a serialised NetParameter: field 1 (name), 2 (layers) or 100 (layer), each length-delimited.
 _NET_TAGS = (b"\x0a", b"\x12", b"\xa2\x06")
-_PROTOTXT = re.compile(rb"^\s*(name|layers?|input|input_shape|input_dim|force_backward|state)\s*[:{]", re.M)
+_PROTOTXT = re.compile(rb"^\s*(name|layers?|input|input_shape|input_dim|force_backward|state)\s*[:{]")
 _SHOW = 6
 
 

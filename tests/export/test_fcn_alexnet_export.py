@@ -45,7 +45,7 @@ def bundle(reference_dir, tmp_path_factory):
 
 
 def test_bundle_passes_its_gates_with_the_checkpoints_preprocessing(bundle):
-    out, model = bundle
+    out, _ = bundle
     man = json.loads((out / "rtseg.json").read_text())
     ver = man["verification"]
     assert ver["onnx"]["passed"] and ver["onnx"]["agreement"] >= 0.9999
