@@ -134,7 +134,7 @@ def caffemodel_state_dict(path, model) -> dict:
 def _same_layout(blob, target) -> bool:
     """Whether a blob is the target in another shape: same count and same leading (output) size once the
     legacy leading 1s are dropped."""
-    dims = [d for d in blob.shape]
+    dims = list(blob.shape)
     while len(dims) > 1 and dims[0] == 1:
         dims.pop(0)
     return blob.numel() == target.numel() and target.dim() > 0 and dims[0] == target.shape[0]
@@ -194,6 +194,9 @@ def _blob(blob, label: str, path) -> np.ndarray:
         values = np.frombuffer(b"".join(blob.double_data), dtype="<f8").astype(np.float32)
     else:
         values = np.zeros(0, np.float32)
+    if values.size == 0 and math.prod(shape) > 0:
+        raise RtsegError(f"{path}: blob {label} has the shape {shape} but no float or double data (NVIDIA Caffe"
+                         f" 0.16+ can store raw half-precision data, which is not read here); save float blobs")
     if values.size != math.prod(shape):
         raise RtsegError(f"{path}: blob {label} holds {values.size} values but its shape {shape} needs"
                          f" {math.prod(shape)}; the file is damaged, download it again")
