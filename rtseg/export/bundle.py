@@ -23,9 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import RtsegError
+from .. import files
 from ..files import TEMP_SUFFIX
-from ..files import atomic_path as atomic_path
-from ..files import write_json_atomic as write_json
+
+# The package's one atomic-write helper (rtseg.files), under the names the export modules import from here.
+atomic_path = files.atomic_path
+write_json = files.write_json_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "rtseg.json"

@@ -123,6 +123,10 @@ def _show_size(v) -> str:
     return f"{v[0]}x{v[1]}"
 
 
+def _show_triple(v) -> str:
+    return ",".join(repr(float(x)) for x in v)
+
+
 def _show_path(v) -> str:
     return str(Path(v).resolve())  # the rebuild command works from any folder
 
@@ -142,8 +146,8 @@ class Flag:
     rebuild: bool = True  # written into the manifest's rebuild command when it differs from the default
 
 
-def _opt(default, flag: Flag):
-    return field(default=default, metadata={"cli": flag})
+def _cli(flag: Flag) -> dict:
+    return {"cli": flag}
 
 
 _GATE = _reader_number(float, 0.0, 1.0, low_open=True, example=", a fraction such as 0.995")
@@ -156,80 +160,84 @@ class ExportOptions:
     ``mean``/``std``/``channel_order``/``value_scale`` left as None take the model's own normalisation.
     """
 
-    model: str | None = _opt(None, Flag("--model", "source", "a model of the zoo (see 'rtseg models')",
-                                        recipe=("model", "name"), metavar="NAME"))
-    weights: Path | None = _opt(None, Flag("--weights", "source", "the model's checkpoint (.pth); without it the"
-                                           " untrained weights are exported", _read_path, _show_path,
-                                           ("model", "weights"), "FILE"))
-    onnx: Path | None = _opt(None, Flag("--onnx", "source", "bring your own ONNX segmentation model instead of"
-                                        " --model", _read_path, _show_path, ("model", "onnx"), "FILE"))
-    num_classes: int | None = _opt(None, Flag("--num-classes", "source", "number of classes (default: the model's)",
-                                              _reader_number(int, 1, MAX_CLASSES), recipe=("model", "num_classes"),
-                                              metavar="N"))
-    classes: str | None = _opt(None, Flag("--classes", "source", "class names and palette for the manifest:"
-                                          " cityscapes or voc (default: guessed from the class count)",
-                                          _reader_choice("cityscapes", "voc"), recipe=("model", "classes"),
-                                          metavar="{cityscapes,voc}"))
-    input_size: tuple[int, int] | None = _opt(None, Flag(
+    model: str | None = field(default=None, metadata=_cli(Flag(
+        "--model", "source", "a model of the zoo (see 'rtseg models')", recipe=("model", "name"), metavar="NAME")))
+    weights: Path | None = field(default=None, metadata=_cli(Flag(
+        "--weights", "source", "the model's checkpoint (.pth); without it the untrained weights are exported",
+        _read_path, _show_path, ("model", "weights"), "FILE")))
+    onnx: Path | None = field(default=None, metadata=_cli(Flag(
+        "--onnx", "source", "bring your own ONNX segmentation model instead of --model", _read_path, _show_path,
+        ("model", "onnx"), "FILE")))
+    num_classes: int | None = field(default=None, metadata=_cli(Flag(
+        "--num-classes", "source", "number of classes (default: the model's)", _reader_number(int, 1, MAX_CLASSES),
+        recipe=("model", "num_classes"), metavar="N")))
+    classes: str | None = field(default=None, metadata=_cli(Flag(
+        "--classes", "source", "class names and palette for the manifest: cityscapes or voc (default: guessed from"
+        " the class count)", _reader_choice("cityscapes", "voc"), recipe=("model", "classes"),
+        metavar="{cityscapes,voc}")))
+    input_size: tuple[int, int] | None = field(default=None, metadata=_cli(Flag(
         "--input-size", "input", "HxW of the graph (the optimisation size when --dynamic)", read_size, _show_size,
-        ("input", "size"), "HxW"))
-    dynamic: tuple[tuple[int, int], tuple[int, int]] | None = _opt(None, Flag(
+        ("input", "size"), "HxW")))
+    dynamic: tuple[tuple[int, int], tuple[int, int]] | None = field(default=None, metadata=_cli(Flag(
         "--dynamic", "input", "accept any size in this range", read_range,
-        lambda v: f"{_show_size(v[0])}:{_show_size(v[1])}", ("input", "dynamic"), "MINHxMINW:MAXHxMAXW"))
-    mean: tuple[float, float, float] | None = _opt(None, Flag(
+        lambda v: f"{_show_size(v[0])}:{_show_size(v[1])}", ("input", "dynamic"), "MINHxMINW:MAXHxMAXW")))
+    mean: tuple[float, float, float] | None = field(default=None, metadata=_cli(Flag(
         "--mean", "input", "per-channel mean, e.g. 0.485,0.456,0.406 (default: the model's)", _reader_triple(False),
-        lambda v: ",".join(repr(float(x)) for x in v), ("input", "mean"), "M,M,M"))
-    std: tuple[float, float, float] | None = _opt(None, Flag(
-        "--std", "input", "per-channel std, e.g. 0.229,0.224,0.225", _reader_triple(True),
-        lambda v: ",".join(repr(float(x)) for x in v), ("input", "std"), "S,S,S"))
-    channel_order: str | None = _opt(None, Flag("--channel-order", "input", "channel order the graph takes",
-                                                _reader_choice("RGB", "BGR", upper=True),
-                                                recipe=("input", "channel_order"), metavar="{RGB,BGR}"))
-    value_scale: float | None = _opt(None, Flag("--value-scale", "input", "1 if mean/std are for pixels in [0,1],"
-                                                " 255 for [0,255]", _reader_number(float, 0.0, low_open=True), repr,
-                                                ("input", "value_scale"), "S"))
-    out: Path | None = _opt(None, Flag("--out", "output", "the bundle directory to write", _read_path, _show_path,
-                                       ("export", "out"), "DIR"))
-    head: str = _opt("logits", Flag("--head", "output", "logits: stop before the final upsample (default; the"
-                                    " runtime fuses upsample+argmax); labels: upsample and argmax in the graph",
-                                    _reader_choice("logits", "labels"), recipe=("export", "head"),
-                                    metavar="{logits,labels}"))
-    precision: str = _opt("fp16", Flag("--precision", "output", "engine precision (default fp16: a mixed-precision"
-                                       " FP16 graph and a strongly typed engine built from it)",
-                                       _reader_choice("fp16", "fp32"), recipe=("export", "precision"),
-                                       metavar="{fp16,fp32}"))
-    align_corners: bool = _opt(False, Flag("--align-corners", "output", "with --onnx: the owed bilinear upsample"
-                                           " uses align_corners=True", _read_switch, recipe=("export",
-                                                                                             "align_corners"),
-                                           switch=True))
-    calib: Path | None = _opt(None, Flag("--calib", "verification and build", "images, a folder of images or a"
-                                         " video for calibration and verification (default: synthetic street-like"
-                                         " scenes)", _read_path, _show_path, ("export", "calib"), "PATH"))
-    calib_frames: int = _opt(4, Flag("--calib-frames", "verification and build", "frames used at the input size"
-                                     " (default 4)", _reader_number(int, 1, MAX_CALIB_FRAMES),
-                                     recipe=("export", "calib_frames"), metavar="N"))
-    gate_fp32: float = _opt(0.9999, Flag("--gate-fp32", "verification and build", "min argmax agreement of the"
-                                         " FP32 graph, overall and on every frame (default 0.9999)", _GATE, repr,
-                                         ("export", "gate_fp32"), "FRACTION"))
-    gate_fp16: float = _opt(0.995, Flag("--gate-fp16", "verification and build", "min agreement of the FP16 graph"
-                                        " (default 0.995)", _GATE, repr, ("export", "gate_fp16"), "FRACTION"))
-    gate_engine: float = _opt(0.995, Flag("--gate-engine", "verification and build", "min agreement of the engine"
-                                          " (default 0.995)", _GATE, repr, ("export", "gate_engine"), "FRACTION"))
-    fp16_converter: str = _opt("auto", Flag("--fp16-converter", "verification and build", "auto (default): ModelOpt"
-                                            " AutoCast if installed, else rtseg's own converter",
-                                            _reader_choice("auto", "autocast", "rtseg"),
-                                            recipe=("export", "fp16_converter"), metavar="{auto,autocast,rtseg}"))
-    exporter: str = _opt("torchscript", Flag("--exporter", "verification and build", "torch.onnx exporter (default"
-                                             " torchscript)", _reader_choice("torchscript", "dynamo"),
-                                             recipe=("export", "exporter"), metavar="{torchscript,dynamo}"))
-    workspace_mib: int | None = _opt(None, Flag("--workspace", "verification and build", "TensorRT builder"
-                                                " workspace limit in MiB", _reader_number(int, 16, 1 << 24),
-                                                recipe=("export", "workspace_mib"), metavar="MIB"))
-    require_engine: bool = _opt(False, Flag("--require-engine", "verification and build", "fail instead of"
-                                            " skipping the engine step where TensorRT or a GPU is missing",
-                                            _read_switch, recipe=("export", "require_engine"), switch=True))
-    force: bool = _opt(False, Flag("--force", "verification and build", "redo every step even if its inputs are"
-                                   " unchanged", _read_switch, switch=True, rebuild=False))
+        _show_triple, ("input", "mean"), "M,M,M")))
+    std: tuple[float, float, float] | None = field(default=None, metadata=_cli(Flag(
+        "--std", "input", "per-channel std, e.g. 0.229,0.224,0.225", _reader_triple(True), _show_triple,
+        ("input", "std"), "S,S,S")))
+    channel_order: str | None = field(default=None, metadata=_cli(Flag(
+        "--channel-order", "input", "channel order the graph takes", _reader_choice("RGB", "BGR", upper=True),
+        recipe=("input", "channel_order"), metavar="{RGB,BGR}")))
+    value_scale: float | None = field(default=None, metadata=_cli(Flag(
+        "--value-scale", "input", "1 if mean/std are for pixels in [0,1], 255 for [0,255]",
+        _reader_number(float, 0.0, low_open=True), repr, ("input", "value_scale"), "S")))
+    out: Path | None = field(default=None, metadata=_cli(Flag(
+        "--out", "output", "the bundle directory to write", _read_path, _show_path, ("export", "out"), "DIR")))
+    head: str = field(default="logits", metadata=_cli(Flag(
+        "--head", "output", "logits: stop before the final upsample (default; the runtime fuses upsample+argmax);"
+        " labels: upsample and argmax in the graph", _reader_choice("logits", "labels"), recipe=("export", "head"),
+        metavar="{logits,labels}")))
+    precision: str = field(default="fp16", metadata=_cli(Flag(
+        "--precision", "output", "engine precision (default fp16: a mixed-precision FP16 graph and a strongly typed"
+        " engine built from it)", _reader_choice("fp16", "fp32"), recipe=("export", "precision"),
+        metavar="{fp16,fp32}")))
+    align_corners: bool = field(default=False, metadata=_cli(Flag(
+        "--align-corners", "output", "with --onnx: the owed bilinear upsample uses align_corners=True", _read_switch,
+        recipe=("export", "align_corners"), switch=True)))
+    calib: Path | None = field(default=None, metadata=_cli(Flag(
+        "--calib", "verification and build", "images, a folder of images or a video for calibration and"
+        " verification (default: synthetic street-like scenes)", _read_path, _show_path, ("export", "calib"),
+        "PATH")))
+    calib_frames: int = field(default=4, metadata=_cli(Flag(
+        "--calib-frames", "verification and build", "frames used at the input size (default 4)",
+        _reader_number(int, 1, MAX_CALIB_FRAMES), recipe=("export", "calib_frames"), metavar="N")))
+    gate_fp32: float = field(default=0.9999, metadata=_cli(Flag(
+        "--gate-fp32", "verification and build", "min argmax agreement of the FP32 graph, overall and on every"
+        " frame (default 0.9999)", _GATE, repr, ("export", "gate_fp32"), "FRACTION")))
+    gate_fp16: float = field(default=0.995, metadata=_cli(Flag(
+        "--gate-fp16", "verification and build", "min agreement of the FP16 graph (default 0.995)", _GATE, repr,
+        ("export", "gate_fp16"), "FRACTION")))
+    gate_engine: float = field(default=0.995, metadata=_cli(Flag(
+        "--gate-engine", "verification and build", "min agreement of the engine (default 0.995)", _GATE, repr,
+        ("export", "gate_engine"), "FRACTION")))
+    fp16_converter: str = field(default="auto", metadata=_cli(Flag(
+        "--fp16-converter", "verification and build", "auto (default): ModelOpt AutoCast if installed, else rtseg's"
+        " own converter", _reader_choice("auto", "autocast", "rtseg"), recipe=("export", "fp16_converter"),
+        metavar="{auto,autocast,rtseg}")))
+    exporter: str = field(default="torchscript", metadata=_cli(Flag(
+        "--exporter", "verification and build", "torch.onnx exporter (default torchscript)",
+        _reader_choice("torchscript", "dynamo"), recipe=("export", "exporter"), metavar="{torchscript,dynamo}")))
+    workspace_mib: int | None = field(default=None, metadata=_cli(Flag(
+        "--workspace", "verification and build", "TensorRT builder workspace limit in MiB",
+        _reader_number(int, 16, 1 << 24), recipe=("export", "workspace_mib"), metavar="MIB")))
+    require_engine: bool = field(default=False, metadata=_cli(Flag(
+        "--require-engine", "verification and build", "fail instead of skipping the engine step where TensorRT or"
+        " a GPU is missing", _read_switch, recipe=("export", "require_engine"), switch=True)))
+    force: bool = field(default=False, metadata=_cli(Flag(
+        "--force", "verification and build", "redo every step even if its inputs are unchanged", _read_switch,
+        switch=True, rebuild=False)))
     command: str = ""  # the rebuild command written into the manifest (set by the CLI)
 
     # -- derived views -----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from .. import __version__
 from ..errors import RtsegError
 from . import bundle as B
 from .classes import class_table
-from .options import ExportOptions as ExportOptions
+from .options import ExportOptions
 from .scenes import load_frames_named, normalize, synthetic_scenes
 from .size_check import check_size_fits
 from .torch_onnx import INPUT_NAME, OPSET, Shapes

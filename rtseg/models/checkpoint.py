@@ -51,7 +51,8 @@ def _unreadable_message(path: str, kind, exc: Exception) -> str:
         return (f"{path} holds pickled Python objects ({classes[0]}), not only tensors: probably a whole model"
                 f" saved with torch.save(model); save torch.save(model.state_dict(), path) instead (rtseg loads"
                 f" weights only and never runs code from a checkpoint)")
-    what = "a damaged or truncated PyTorch checkpoint" if kind.name == "pytorch" else "damaged, or not a PyTorch checkpoint"
+    what = "a damaged or truncated PyTorch checkpoint" if kind.name == "pytorch" else \
+        "damaged, or not a PyTorch checkpoint"
     return (f"cannot read checkpoint {path}: {what} ({type(exc).__name__} while reading); fetch it again, or save"
             f" the weights with torch.save(model.state_dict(), path)")
 

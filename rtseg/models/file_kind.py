@@ -47,7 +47,7 @@ def identify(path: str | os.PathLike) -> FileKind:
     if head.startswith(b"version https://git-lfs"):
         return FileKind("lfs", "a Git LFS pointer, not the file itself",
                         "run 'git lfs pull' in its repository (or download the file from the LFS host)")
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _zip_kind(path)
     if head.startswith(b"\x93NUMPY"):
         return FileKind("numpy", "a NumPy array (.npy)", "load it into the model and save model.state_dict() with"
