@@ -22,8 +22,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import RtsegError
 from .. import files
+from ..errors import RtsegError
 from ..files import TEMP_SUFFIX
 
 # The package's one atomic-write helper (rtseg.files), under the names the export modules import from here.

@@ -36,7 +36,7 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
         raise RtsegError(f"checkpoint not found: {path}; pass the path of a .pth/.pt file")
     kind = identify(path)
     if kind.name not in ("pytorch", "pickle", "unknown"):
-        raise RtsegError(describe(path, kind))
+        raise RtsegError(f"cannot read checkpoint {describe(path, kind)}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the unpickler raises IndexError, KeyError, ... on damaged files
@@ -48,7 +48,7 @@ def _unreadable_message(path: str, kind, exc: Exception) -> str:
     # PyTorch's own text is not passed on: it is long, has colour codes and suggests weights_only=False.
     classes = [c for c in re.findall(r"GLOBAL ([\w.]+)", str(exc)) if not c.startswith("torch._utils")]
     if classes:
-        return (f"{path} holds pickled Python objects ({classes[0]}), not only tensors: probably a whole model"
+        return (f"cannot read checkpoint {path}: it holds pickled Python objects ({classes[0]}), not only tensors: probably a whole model"
                 f" saved with torch.save(model); save torch.save(model.state_dict(), path) instead (rtseg loads"
                 f" weights only and never runs code from a checkpoint)")
     what = "a damaged or truncated PyTorch checkpoint" if kind.name == "pytorch" else \

@@ -115,8 +115,8 @@ def _text_kind(path: Path, text: str, size: int) -> FileKind:
 
 
 def describe(path: str | os.PathLike, kind: FileKind) -> str:
-    """``"<path> is <what>; <todo>"``: the one-line message for a file of the wrong kind."""
-    return f"{path} is {kind.what}" + (f"; {kind.todo}" if kind.todo else "")
+    """``"<path>: it is <what>; <todo>"``: the one-line message for a file of the wrong kind."""
+    return f"{path}: it is {kind.what}" + (f"; {kind.todo}" if kind.todo else "")
 
 
 def check_onnx_file(path: str | os.PathLike) -> None:
@@ -126,4 +126,4 @@ def check_onnx_file(path: str | os.PathLike) -> None:
         return  # an ONNX graph, or protobuf bytes the ONNX reader will judge
     if kind.name in ("pytorch", "pickle"):
         kind = FileKind(kind.name, kind.what, "pass it with --model NAME --weights FILE instead of --onnx")
-    raise RtsegError(describe(path, kind))
+    raise RtsegError(f"cannot read --onnx {describe(path, kind)}")
