@@ -395,7 +395,7 @@ class _BringYourOwn(_Export):
 
         key = B.hash_key("onnx-import", self.src_sha, OPSET, self.tools)
         if self.opts.force or not self.steps.reusable("onnx", key, [path]):
-            import_onnx(Path(self.opts.onnx), path)
+            import_onnx(Path(self.opts.onnx), path, self.shapes.opt)
             self.steps.finish("onnx", key, [path])
 
     def make_reference(self, onnx_path: Path):

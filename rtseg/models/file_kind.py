@@ -52,7 +52,7 @@ def identify(path: str | os.PathLike) -> FileKind:
     if head.startswith(b"\x93NUMPY"):
         return FileKind("numpy", "a NumPy array (.npy)", "load it into the model and save model.state_dict() with"
                                                          " torch.save")
-    if head[:1] == b"\x80" and 2 <= head[1] <= 5:
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return PICKLE
     if path.suffix.lower() == ".caffemodel":
         return CAFFEMODEL
@@ -94,7 +94,8 @@ def _as_text(head: bytes) -> str | None:
     try:
         return head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return head[:exc.start].decode("utf-8") if exc.start > len(head) - 4 else None  # a cut multibyte char
+        cut = 0 < exc.start and exc.start >= len(head) - 3  # only a multibyte character cut by the read
+        return head[:exc.start].decode("utf-8") if cut else None
 
 
 def _text_kind(path: Path, text: str, size: int) -> FileKind:
