@@ -128,9 +128,13 @@ def _nonfinite_frames(out: np.ndarray) -> list[int]:
 
 
 def _run_frames(run: Runner, x: np.ndarray, name: str) -> np.ndarray:
-    """One frame at a time (a graph exported for batch 1 takes no more), concatenated."""
+    """One frame at a time (a graph exported for batch 1 takes no more), concatenated; a progress bar on a terminal."""
+    from tqdm import tqdm
+
+    frames = tqdm(range(x.shape[0]), desc=f"  {name} {x.shape[2]}x{x.shape[3]}", unit="frame", leave=False,
+                  disable=None)  # None: only where stderr is a terminal (not in logs or tests)
     try:
-        return np.concatenate([run(x[i:i + 1]) for i in range(x.shape[0])])
+        return np.concatenate([run(x[i:i + 1]) for i in frames])
     except RtsegError:
         raise
     except Exception as exc:  # noqa: BLE001 - a runtime failure on valid frames means the graph is broken
