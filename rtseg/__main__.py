@@ -12,6 +12,6 @@ def _interrupted_before_start(signum, frame):
 for _sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(_sig, _interrupted_before_start)
 
-from .cli import main  # noqa: E402 - the handlers above must cover this import
+from .cli import main  # after the handlers above, so that they cover this import
 
 sys.exit(main())

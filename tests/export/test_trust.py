@@ -26,7 +26,12 @@ from rtseg.export.bundle import sha256_file
 from rtseg.export.options import ExportOptions
 from rtseg.export.pipeline import run_export
 from rtseg.export.scenes import synthetic_scenes
-from rtseg.export.verify import build_reference, compare, first_nonfinite_node, onnxruntime_runner
+from rtseg.export.verify import (
+    build_reference,
+    compare,
+    first_nonfinite_node,
+    onnxruntime_runner,
+)
 from rtseg.models import create_model
 
 from ..conftest import REPO
@@ -195,7 +200,7 @@ def _interrupt(out, sig, when):
             if line.lstrip().startswith(when):
                 break
     proc.send_signal(sig)
-    out_text, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     return proc.returncode, err
 
 
