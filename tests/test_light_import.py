@@ -17,7 +17,7 @@ _BLOCKER = textwrap.dedent("""
             if name.split(".")[0] in BLOCKED:
                 raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
     sys.meta_path.insert(0, Block())
-    # site-packages .pth files may import modules at start-up (cuda-bindings' redirector imports `cuda`): not rtseg's
+    # What the interpreter loaded before any rtseg code (cuda-python's .pth hook imports the 'cuda' namespace).
     PRELOADED = set(sys.modules)
 """)
 
@@ -30,9 +30,12 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_import_and_help_without_heavy_dependencies():
     proc = _run("""
         import runpy, sys
-        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export
+        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export, rtseg.runtime, rtseg.models.caffe
+        import rtseg.kernels.device, rtseg.kernels.streams, rtseg.kernels.nvrtc, rtseg.kernels.cuda
+        import rtseg.files, rtseg.interrupts
         import rtseg.serve, rtseg.serve.cli, rtseg.serve.client, rtseg.serve.codec, rtseg.triton, rtseg.triton.cli
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED and m not in PRELOADED)
+        import rtseg.export.options, rtseg.export.size_check, rtseg.export.recipes, rtseg.models.file_kind
+        heavy = sorted(m for m in set(sys.modules) - PRELOADED if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         sys.argv = ["rtseg", "--help"]
         try:
@@ -42,7 +45,7 @@ def test_import_and_help_without_heavy_dependencies():
     """)
     assert proc.returncode == 0, proc.stderr
     assert "usage: rtseg" in proc.stdout
-    for command in ("models", "export", "serve", "triton"):
+    for command in ("models", "export", "info", "serve", "triton"):
         assert command in proc.stdout
 
 
@@ -67,6 +70,24 @@ def test_missing_torch_is_one_line_error():
     assert proc.stderr.strip().count("\\n") == 0, proc.stderr
     assert "pip install 'rtseg[export]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_device_layer_without_the_kernel_wrappers_or_cuda_python():
+    """The runtime imports the device layer alone; without cuda-python its first call names the extra."""
+    proc = _run("""
+        import sys
+        from rtseg.errors import RtsegError
+        from rtseg.kernels import device, streams
+        assert "rtseg.kernels.cuda" not in sys.modules
+        for call in (lambda: device.alloc(16), lambda: device.pinned_empty((2, 3), "uint8"), streams.Stream):
+            try:
+                call()
+            except RtsegError as exc:
+                assert str(exc).endswith("is not installed; install it with: pip install 'rtseg[gpu]'"), exc
+            else:
+                raise AssertionError("no error without cuda-python")
+    """)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_serve_and_triton_help_and_missing_ray():
