@@ -73,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="rtseg-bench-source-") as tmp:
         source = args.source
         if source is None:
+            # long enough for the end-to-end tier; the other tiers cycle through the first 64 frames
+            length = args.warmup + args.frames if "c" in tiers else min(args.warmup + args.frames, 64)
             source = str(synthetic_video(Path(tmp) / "synthetic.mp4", parse_size(args.frame_size, "--frame-size"),
-                                         args.warmup + args.frames))
+                                         length))
         return _bench(args, backends, sizes, tiers, source, out)
 
 
@@ -140,9 +142,9 @@ def _bench(args, backends, sizes, tiers, source: str, out: Path) -> int:
                                       f" {T.TIERS[tier]}", file=sys.stderr)
                             measurements.append(m)
                             if tier == "a":
-                                T.model_only(seg, frames[0], m, args.frames, args.warmup, bar.update)
+                                T.in_worker(T.model_only, seg, frames[0], m, args.frames, args.warmup, bar.update)
                             elif tier == "b":
-                                T.with_transfers(seg, frames, m, args.frames, args.warmup, bar.update)
+                                T.in_worker(T.with_transfers, seg, frames, m, args.frames, args.warmup, bar.update)
                             else:
                                 T.end_to_end(seg, source, m, args.frames, args.warmup, bar.update)
                 if not args.no_naive and input_size is not None:
@@ -195,4 +197,4 @@ def _naive_row(bundle: str, name: str, input_size, frame_hw, frames, args, bar, 
                        "graph": "naive"})
     measurements.append(m)
     bar.write(f"bench: {name} naive torch {input_size[0]}x{input_size[1]}", file=sys.stderr)
-    T.naive(baseline, frames, m, args.frames, args.warmup, bar.update)
+    T.in_worker(T.naive, baseline, frames, m, args.frames, args.warmup, bar.update)

@@ -122,7 +122,7 @@ def plot_latency(measurements: list[Measurement], path: Path, machine: str) -> N
     fig, axes = plt.subplots(len(tiers), 1, figsize=(10, 1.2 + 2.2 * max(len(tiers), 1)), squeeze=False)
     for ax, tier in zip(axes[:, 0], tiers):
         ms = [m for m in measurements if m.tier == tier and m.latencies]
-        ax.boxplot([np.asarray(m.latencies) * 1e3 for m in ms], vert=False, whis=(5, 95), showmeans=True)
+        ax.boxplot([np.asarray(m.latencies) * 1e3 for m in ms], **_horizontal(plt), whis=(5, 95), showmeans=True)
         ax.set_yticks(range(1, len(ms) + 1), [_label(m) for m in ms])
         ax.set_title(f"{tier}: {TIERS[tier]}", fontsize=10, loc="left")
         ax.set_xlabel("latency per frame (ms)")
@@ -159,3 +159,11 @@ def _save(fig, path: Path, plt) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def _horizontal(plt) -> dict:
+    """Horizontal boxes: ``orientation=`` from matplotlib 3.10, ``vert=False`` before (deprecated since)."""
+    import matplotlib
+
+    major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}

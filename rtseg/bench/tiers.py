@@ -7,7 +7,10 @@
 (c) end to end: ``rtseg run``'s pipeline (decode -> preprocess -> infer -> upsample/argmax -> overlay -> encode,
     stages on their own threads): per-frame latency from decode to the result, and pipelined throughput.
 
-Latency is always one frame at a time, synchronised; throughput of (a) and (b) is frames over the wall time of
+Every tier calls the model from a worker thread, as ``rtseg run``'s pipeline does: PyTorch's and ONNX Runtime's
+thread pools behave differently when driven from the main thread (on a busy 2-core machine PyTorch eager was 10x
+slower there), and the tiers must differ only in what they include. Latency is always one frame at a time,
+synchronised; throughput of (a) and (b) is frames over the wall time of
 that sequential loop, throughput of (c) is the pipeline's own rate, where stages overlap.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +54,43 @@ class Measurement:
     def finish_sequential(self) -> None:
         if self.latencies and self.wall > 0:
             self.throughput = len(self.latencies) / self.wall
+
+
+class _Stop(Exception):
+    """Raised inside a worker's loop (through its tick) once the main thread was interrupted."""
+
+
+def in_worker(tier: Callable, *args) -> None:
+    """Run ``tier(*args)`` on a worker thread; its last argument is the per-frame tick. Ctrl-C in the main thread
+    stops the worker after its current frame (what it measured stays in its Measurement) and is re-raised."""
+    *rest, tick = args
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def checked_tick() -> None:
+        if stop.is_set():
+            raise _Stop
+        tick()
+
+    def work() -> None:
+        try:
+            tier(*rest, checked_tick)
+        except _Stop:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=work, name="rtseg-bench", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        stop.set()
+        worker.join()
+        raise
+    if errors:
+        raise errors[0]
 
 
 def model_only(seg, frame: np.ndarray, m: Measurement, frames: int, warmup: int, tick: Callable[[], None]) -> None:
