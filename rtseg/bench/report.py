@@ -142,7 +142,9 @@ def plot_stages(table_rows: list[dict], path: Path, machine: str) -> None:
     """Stacked bars of the mean time per stage, for every row that has more than one stage."""
     plt = _pyplot()
     staged = [r for r in table_rows if len(r["stages_ms"]) > 1]
-    names = list(dict.fromkeys(k for r in staged for k in r["stages_ms"]))
+    order = ["decode", "preprocess", "infer", "postprocess", "overlay", "encode"]
+    seen = list(dict.fromkeys(k for r in staged for k in r["stages_ms"]))
+    names = [n for n in order if n in seen] + [n for n in seen if n not in order]
     fig, ax = plt.subplots(figsize=(10, 1.5 + 0.45 * max(len(staged), 1)))
     labels = [f"{r['bundle']} {r['backend'] if r['tier'] != 'naive' else 'naive'} {r['precision']} {r['input']}"
               f" [{r['tier']}]" for r in staged]
@@ -155,7 +157,7 @@ def plot_stages(table_rows: list[dict], path: Path, machine: str) -> None:
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     if names:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"rtseg bench stages: {machine}", fontsize=8)
     fig.tight_layout()
     _save(fig, path, plt)
