@@ -25,6 +25,8 @@ _COMMANDS = {
     "info": ("rtseg.runtime.cli", "what a bundle holds, whether it verifies here, and which backend would run it"),
     "serve": ("rtseg.serve.cli", "serve a bundle over HTTP on Ray Serve: replicas, batching across clients"),
     "triton": ("rtseg.triton.cli", "write a bundle as a Triton Inference Server model repository"),
+    "bench": ("rtseg.bench.cli", "latency and throughput: model only, with transfers, end to end on a video"),
+    "eval": ("rtseg.eval.cli", "accuracy on a labelled set (FCN metrics), saved masks, or parity of two backends"),
 }
 
 

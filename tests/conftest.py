@@ -70,3 +70,16 @@ def fast_scnn_bundle(tmp_path_factory) -> Path:
 def fast_scnn_dynamic_bundle(tmp_path_factory) -> Path:
     """The same model exported for any size from 64x128 to 128x256 (optimised for 64x128)."""
     return _export_fast_scnn(tmp_path_factory.mktemp("bundle") / "fast_scnn_dynamic", "--dynamic", "64x128:128x256")
+
+
+# One small Fast-SCNN bundle (untrained weights, 19 classes, 64x128, dynamic 32x64 to 128x256), exported once per
+# session and shared by the runtime, eval and bench tests.
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory):
+    from rtseg.export.pipeline import ExportOptions, run_export
+
+    out = tmp_path_factory.mktemp("runtime") / "fast_scnn"
+    opts = ExportOptions(out=out, model="fast_scnn", num_classes=19, input_size=(64, 128),
+                         dynamic=((32, 64), (128, 256)), calib_frames=2)
+    assert run_export(opts, say=lambda line: None).passed
+    return out

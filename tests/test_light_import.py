@@ -34,6 +34,7 @@ def test_import_and_help_without_heavy_dependencies():
         import rtseg.kernels.device, rtseg.kernels.streams, rtseg.kernels.nvrtc, rtseg.kernels.cuda
         import rtseg.files, rtseg.interrupts
         import rtseg.serve, rtseg.serve.cli, rtseg.serve.client, rtseg.serve.codec, rtseg.triton, rtseg.triton.cli
+        import rtseg.eval, rtseg.eval.cli, rtseg.bench, rtseg.bench.cli
         import rtseg.export.options, rtseg.export.size_check, rtseg.export.recipes, rtseg.models.file_kind
         heavy = sorted(m for m in set(sys.modules) - PRELOADED if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
@@ -45,7 +46,7 @@ def test_import_and_help_without_heavy_dependencies():
     """)
     assert proc.returncode == 0, proc.stderr
     assert "usage: rtseg" in proc.stdout
-    for command in ("models", "export", "info", "serve", "triton"):
+    for command in ("models", "export", "info", "serve", "triton", "bench", "eval"):
         assert command in proc.stdout
 
 

@@ -65,6 +65,7 @@ class OnnxRuntimeRunner(Runner):
             self.threads = int(self.threads or default_threads())
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wanted = PROVIDERS[self.requested]
         if self.requested != "cpu" and wanted not in ort.get_available_providers():
             raise RtsegError(f"this ONNX Runtime ({ort.__version__}) has no {wanted}; install onnxruntime-gpu"

@@ -1,0 +1,128 @@
+"""``rtseg eval``: accuracy of a bundle on a labelled set, of saved masks, or parity between two segmenters.
+
+    rtseg eval BUNDLE --data DIR [--layout auto|cityscapes|camvid|voc|pairs] [--ignore-index 255] [--out DIR]
+    rtseg eval BUNDLE --against BUNDLE_OR_BACKEND[:fp16|:fp32] --data IMAGES_OR_VIDEO
+    rtseg eval --pred MASK_DIR --data DIR [--num-classes N]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import RtsegError
+
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", nargs="?", help="bundle folder made by rtseg export (not with --pred)")
+    p.add_argument("--data", required=True, help="labelled set root; for --against: images, a video or a set")
+    p.add_argument("--layout", default="auto", help="auto, cityscapes, camvid, voc or pairs (default: auto)")
+    p.add_argument("--split", help="keep this split only (e.g. val): a folder name, or VOC's list name")
+    p.add_argument("--ignore-index", type=int, default=255, help="ground-truth id not counted (default: 255)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="backend for BUNDLE (default: auto)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: chosen by the backend)")
+    p.add_argument("--precision", choices=("fp16", "fp32"), help="which ONNX graph of BUNDLE to run")
+    p.add_argument("--weights", help="checkpoint for --backend torch when the bundle's is elsewhere")
+    p.add_argument("--against", metavar="BUNDLE_OR_BACKEND",
+                   help="parity: another bundle, or a backend of the same bundle; ':fp16'/':fp32' picks its graph")
+    p.add_argument("--pred", metavar="MASK_DIR", help="score masks written by rtseg run --save-masks instead")
+    p.add_argument("--num-classes", type=int, help="classes for --pred when the layout does not fix them")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images or frames")
+    p.add_argument("--out", default="eval_out", help="folder for eval.json and the confusion matrix (default:"
+                                                     " eval_out)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise RtsegError(f"--limit must be at least 1, not {args.limit}")
+    if args.pred and (args.bundle or args.against):
+        raise RtsegError("--pred scores saved masks and takes no BUNDLE or --against; drop one of them")
+    if not args.pred and not args.bundle:
+        raise RtsegError("give a BUNDLE to evaluate, or --pred MASK_DIR for masks saved by rtseg run --save-masks")
+    if args.against:
+        return _parity(args)
+    return _labelled(args)
+
+
+def _load(bundle: str, backend: str, args, precision: str | None = None):
+    from ..runtime import load
+
+    if not Path(bundle).exists():
+        raise RtsegError(f"bundle {bundle} does not exist; make one with: rtseg export ... --out {bundle}")
+    return load(bundle, backend=backend, device=args.device, precision=precision,
+                weights=args.weights if backend == "torch" else None)
+
+
+def _labelled(args) -> int:
+    from .evaluate import evaluate_masks, evaluate_segmenter
+    from .readers import open_dataset
+    from .report import prepare_out
+
+    ds = open_dataset(args.data, args.layout, args.ignore_index, args.split)
+    out = prepare_out(args.out)
+    if args.pred:
+        num_classes = args.num_classes or ds.num_classes
+        if num_classes is None:
+            raise RtsegError(f"the {ds.layout} layout does not fix the classes; pass --num-classes")
+        if ds.num_classes is not None and num_classes != ds.num_classes:
+            raise RtsegError(f"--num-classes {num_classes} but the {ds.layout} layout has {ds.num_classes} classes")
+        cm = evaluate_masks(Path(args.pred), ds, num_classes, args.limit)
+        names = ds.class_names or [str(i) for i in range(num_classes)]
+        source = {"pred": str(args.pred)}
+    else:
+        with _load(args.bundle, args.backend, args, args.precision) as seg:
+            if ds.num_classes is not None and ds.num_classes != seg.num_classes:
+                raise RtsegError(f"the bundle has {seg.num_classes} classes, the {ds.layout} set {ds.num_classes};"
+                                 f" evaluate a model trained on this dataset's classes")
+            cm = evaluate_segmenter(seg, ds, args.limit)
+            names = ds.class_names or seg.class_names
+            source = {"bundle": str(args.bundle), "runtime": seg.describe()}
+    images = min(len(ds.samples), args.limit or len(ds.samples))
+    return _finish(out, cm, names, {"mode": "labelled", **source, "data": str(args.data), "layout": ds.layout,
+                                    "split": args.split, "images": images, "ignore_index": args.ignore_index,
+                                    "ignored_pixels": cm.ignored})
+
+
+def _parity(args) -> int:
+    from .evaluate import evaluate_parity
+    from .frames import open_frames
+    from .report import prepare_out
+
+    frames = open_frames(args.data, args.layout, args.split)
+    out = prepare_out(args.out)
+    target, _, precision = args.against.partition(":")
+    if precision and precision not in ("fp16", "fp32"):
+        raise RtsegError(f"--against {args.against}: the part after ':' must be fp16 or fp32")
+    if target in BACKENDS:
+        other_bundle, other_backend = args.bundle, target
+    elif Path(target).exists():
+        other_bundle, other_backend = target, args.backend
+    else:
+        raise RtsegError(f"--against {target} is neither a bundle folder nor a backend ({', '.join(BACKENDS)})")
+    with _load(args.bundle, args.backend, args, args.precision) as reference, \
+            _load(other_bundle, other_backend, args, precision or None) as candidate:
+        cm, count = evaluate_parity(reference, candidate, frames, args.limit)
+        sides = {"reference": reference.describe(), "candidate": candidate.describe()}
+        names = reference.class_names
+    return _finish(out, cm, names, {"mode": "parity", **sides, "data": str(args.data), "frames": count},
+                   parity=True)
+
+
+def _finish(out: Path, cm, names: list[str], info: dict, parity: bool = False) -> int:
+    from .metrics import scores
+    from .report import table, write_outputs
+
+    s = scores(cm.matrix)
+    print(table(s, names))
+    report = {**info, **s.as_dict(names)}
+    if parity:
+        # With one side as ground truth, pixel accuracy is the share of pixels where the two agree.
+        report["agreement"] = report["pixel_accuracy"]
+        print(f"agreement {100 * s.pixel_accuracy:.3f}% of pixels; mean IU of one against the other"
+              f" {100 * s.mean_iou:.2f}%")
+    report["title"] = "parity" if parity else f"confusion ({info.get('layout')})"
+    written = write_outputs(out, report, cm.matrix, names)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
