@@ -10,7 +10,7 @@ from .conftest import REPO
 
 _BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
-    BLOCKED = ("torch", "onnxruntime", "onnx", "tensorrt", "cuda", "cupy", "cv2", "triton")
+    BLOCKED = ("torch", "onnxruntime", "onnx", "tensorrt", "cuda", "cupy", "cv2", "triton", "av", "tqdm", "selenium")
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:
@@ -27,7 +27,8 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_import_and_help_without_heavy_dependencies():
     proc = _run("""
         import runpy, sys
-        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export
+        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export, rtseg.video, rtseg.video.cli
+        import rtseg.video.sinks, rtseg.video.server, rtseg.video.stats, rtseg.video.progress
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         sys.argv = ["rtseg", "--help"]
@@ -38,20 +39,21 @@ def test_import_and_help_without_heavy_dependencies():
     """)
     assert proc.returncode == 0, proc.stderr
     assert "usage: rtseg" in proc.stdout
-    for command in ("models", "export"):
+    for command in ("models", "export", "run"):
         assert command in proc.stdout
 
 
 def test_subcommand_help_without_heavy_dependencies():
-    proc = _run("""
-        from rtseg.cli import main
-        try:
-            main(["export", "--help"])
-        except SystemExit as exc:
-            assert exc.code == 0
-    """)
-    assert proc.returncode == 0, proc.stderr
-    assert "--model" in proc.stdout
+    for command, flag in (("export", "--model"), ("run", "--save-masks")):
+        proc = _run(f"""
+            from rtseg.cli import main
+            try:
+                main(["{command}", "--help"])
+            except SystemExit as exc:
+                assert exc.code == 0
+        """)
+        assert proc.returncode == 0, proc.stderr
+        assert flag in proc.stdout
 
 
 def test_missing_torch_is_one_line_error():
