@@ -182,7 +182,7 @@ class _Export:
         return B.artifact(self.out, B.FP16_FILE), report
 
     def engine(self, src: Path) -> tuple[dict | None, dict, dict]:
-        from .tensorrt import EngineRunner, build_engine, tensorrt_missing_reason
+        from .tensorrt import build_engine, tensorrt_missing_reason
 
         dst = self.out / B.ENGINE_FILE
         reason = tensorrt_missing_reason()
@@ -206,7 +206,10 @@ class _Export:
             stamp = build_engine(src, dst, self.input_name, self.shapes, self.opts.workspace_mib)
             self.steps.finish("engine", key, [dst], stamp=stamp)
             note = f"{time.perf_counter() - t:.1f} s"
-        report = self.compare("engine", dst, self.opts.gates["engine"], runner=EngineRunner(dst))
+        from ..runtime.tensorrt import TensorRTRunner
+
+        with TensorRTRunner(dst) as runner:
+            report = self.compare("engine", dst, self.opts.gates["engine"], runner=runner)
         self._say_check("engine", B.ENGINE_FILE, report, note)
         return B.artifact(self.out, B.ENGINE_FILE), stamp, report
 

@@ -106,20 +106,7 @@ def torch_runner(model, head: str) -> Runner:
 
 
 def onnxruntime_runner(path) -> Runner:
-    """ONNX Runtime on CPU; inputs are cast to the graph's input type (float16 I/O graphs included)."""
-    import onnxruntime as ort
+    """ONNX Runtime on CPU, through the runtime's runner (float16-input graphs are fed float16)."""
+    from ..runtime.onnxruntime import OnnxRuntimeRunner
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-        raise RtsegError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0][:300]}") from None
-    inp = sess.get_inputs()[0]
-    dtype = np.float16 if "float16" in inp.type else np.float32
-
-    def run(x: np.ndarray) -> np.ndarray:
-        out = sess.run(None, {inp.name: x.astype(dtype)})[0]
-        return out.astype(np.float32) if out.dtype == np.float16 else out
-
-    return run
+    return OnnxRuntimeRunner(path, "cpu").activate()
