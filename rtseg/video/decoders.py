@@ -46,6 +46,7 @@ class Decoder:
     total: int | None = None          # frames known ahead
     is_live: bool = False             # decides the buffer policy when the caller does not
     reconnectable: bool = False
+    open_timeout: float = 10.0
     read_timeout: float = 5.0
     skipped: int = 0                  # undecodable files or packets, skipped with a warning
 

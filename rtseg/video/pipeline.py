@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -153,20 +154,21 @@ class _Stages:
             thread.join()
 
 
-def _as_source(source, live, vid_stride, on_state=None) -> tuple[FrameSource, bool]:
+def _as_source(source, live, vid_stride, on_state=None) -> FrameSource:
     if isinstance(source, FrameSource):
-        return source, False
-    return open_source(source, live=live, vid_stride=vid_stride, on_state=on_state), True
+        return source
+    return open_source(source, live=live, vid_stride=vid_stride, on_state=on_state)
 
 
 def iter_results(seg, source, max_frames: int | None = None, *, live: bool | None = None, overlay: bool = False,
                  alpha: float = 0.5, vid_stride: int = 1):
     """Yield a :class:`Result` for every frame segmented (files: every frame, in order; live: the newest).
 
-    ``source`` is anything :func:`open_source` takes, or an open :class:`FrameSource`. Reading and segmenting
-    run on their own threads while the caller's loop works; nothing is kept after it is yielded.
+    ``source`` is anything :func:`open_source` takes, or an open :class:`FrameSource` (closed when the loop
+    ends). Reading and segmenting run on their own threads while the caller's loop works; nothing is kept after
+    it is yielded.
     """
-    src, owned = _as_source(source, live, vid_stride)
+    src = _as_source(source, live, vid_stride)
     stages = _Stages(seg, src, max_frames)
     try:
         while (result := stages.next()) is not _END:
@@ -179,8 +181,7 @@ def iter_results(seg, source, max_frames: int | None = None, *, live: bool | Non
         stages.raise_errors()
     finally:
         stages.shutdown()
-        if owned:
-            src.close()
+        src.close()
 
 
 class _SignalStop:
@@ -213,8 +214,10 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     """Segment ``source`` into the sinks asked for and return a :class:`RunSummary`.
 
     Sinks: ``save`` (H.264 mp4), ``save_masks`` (a folder of raw-id PNGs), ``serve`` (``[HOST:]PORT``, the browser
-    view), ``show`` (a window), ``stats`` (JSON lines). SIGINT/SIGTERM stop reading, drain what was read and
-    finalise every sink (``summary.signal`` says which). A source that fails mid-run raises
+    view), ``show`` (a window), ``stats`` (JSON lines). ``source`` may be an open :class:`FrameSource`; the run
+    closes it. SIGINT/SIGTERM stop reading, drain what was read and finalise every sink (``summary.signal`` says
+    which). ``progress`` shows a bar (files) or a status line and state changes (streams) on stderr.
+    A source that fails mid-run raises
     :class:`SourceFailed` after the sinks are finalised. ``on_start(outputs)`` is called once the sinks are open
     (the browser view's URL is in ``outputs["serve"]``).
     """
@@ -226,10 +229,11 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     def on_state(state: str, message: str) -> None:
         for view in views:
             view.set_state(state, message)
+        if progress and state in ("reconnecting", "running") and message:  # a stream dropped, or came back
+            print(f"\nrtseg: {src.name}: {state}: {message}", file=sys.stderr, flush=True)
 
-    src, owned = _as_source(source, live, vid_stride, on_state)
-    if not owned:
-        src.on_state = on_state
+    src = _as_source(source, live, vid_stride, on_state)
+    src.on_state = on_state
     summary = RunSummary(source=src.name, live=src.live, source_fps=src.fps)
     stages_ref: list = []
     stop = _SignalStop(stages_ref, handle_signals)
@@ -256,8 +260,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
         stop.restore()
         if run_stats is not None:
             run_stats.close()
-        if owned:
-            src.close()
+        src.close()
         raise
     threaded = [ThreadedSink(sink, run_stats, lossless=not src.live) for sink in sinks]
     if on_start is not None:
@@ -290,8 +293,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
         error = exc
     finally:
         stages.shutdown()
-        if owned:
-            src.close()
+        src.close()
         for sink in threaded:
             try:
                 summary.outputs[sink.name] = sink.close()

@@ -225,8 +225,8 @@ class LiveSource(FrameSource):
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        # The grabber notices within the decoder's read timeout at worst.
-        self._thread.join(timeout=self.decoder.read_timeout + 2.0)
+        # The grabber notices within the decoder's open or read timeout at worst.
+        self._thread.join(timeout=max(self.decoder.open_timeout, self.decoder.read_timeout) + 2.0)
         self.decoder.close()
 
 
