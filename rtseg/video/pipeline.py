@@ -50,8 +50,11 @@ class SourceFailed(RtsegError):
 class _Stages:
     """The reader and segment threads between a source and the consumer."""
 
-    def __init__(self, seg, source: FrameSource, max_frames: int | None):
+    def __init__(self, seg, source: FrameSource, max_frames: int | None, overlay: float | None = None):
         self.seg, self.source, self.max_frames = seg, source, max_frames
+        # On a GPU the overlay is made on the model's CUDA stream with the labels (one download, no extra pass);
+        # on the CPU the consumer thread makes it while the model runs the next frame.
+        self.gpu_overlay = overlay if getattr(getattr(seg, "runner", None), "on_gpu", False) else None
         self.stop_reading = threading.Event()   # graceful: what was read is still segmented and handed out
         self.abort = threading.Event()          # the consumer is gone: stop now
         self.lossless = not source.live
@@ -120,10 +123,14 @@ class _Stages:
                     if frame is None:
                         break
                 taken = time.monotonic()
-                r = self.seg.segment(frame.image)
+                if self.gpu_overlay is None:
+                    r = self.seg.segment(frame.image)
+                else:
+                    r = self.seg.segment(frame.image, overlay=self.gpu_overlay)
                 timings = {"decode": frame.decode_s, **r.timings}
                 result = Result(frame.index, frame.image, r.labels, timings, frame.captured,
-                                staleness=taken - frame.captured, name=frame.name)
+                                staleness=taken - frame.captured, name=frame.name,
+                                overlay=getattr(r, "overlay", None))
                 if not self._put(self.results, result):
                     return
                 count += 1
@@ -169,10 +176,10 @@ def iter_results(seg, source, max_frames: int | None = None, *, live: bool | Non
     it is yielded.
     """
     src = _as_source(source, live, vid_stride)
-    stages = _Stages(seg, src, max_frames)
+    stages = _Stages(seg, src, max_frames, alpha if overlay else None)
     try:
         while (result := stages.next()) is not _END:
-            if overlay:
+            if overlay and result.overlay is None:
                 start = time.perf_counter()
                 result.overlay = seg.overlay(result.frame, result.labels, alpha=alpha)
                 result.timings["overlay"] = time.perf_counter() - start
@@ -244,22 +251,22 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
         run_stats = RunStats(stats)
         if show:
             window = WindowSink(on_quit=lambda: stages_ref and stages_ref[0].stop_reading.set())
-        if save is not None:
-            sinks.append(VideoFileSink(save, src.fps))
-        if save_masks is not None:
-            sinks.append(MaskSink(save_masks, seg.colorize if colour_masks else None))
-        if serve is not None:
+        if serve is not None:  # first: a port in use is the likeliest failure, and it leaves no file behind
             view = BrowserView(serve, seg.class_names, seg.palette, title=src.name,
                                stats=lambda: _live_stats(run_stats, src))
             views.append(view)
             view.set_state(src.state, src.state_message)
             sinks.append(view)
+        if save is not None:
+            sinks.append(VideoFileSink(save, src.fps))
+        if save_masks is not None:
+            sinks.append(MaskSink(save_masks, seg.colorize if colour_masks else None))
     except BaseException:
         for sink in sinks:
             sink.close()
         stop.restore()
         if run_stats is not None:
-            run_stats.close()
+            run_stats.discard()
         src.close()
         raise
     threaded = [ThreadedSink(sink, run_stats, lossless=not src.live) for sink in sinks]
@@ -268,7 +275,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     bar = _progress(src, progress)
     need_overlay = bool(sinks and (save is not None or serve is not None)) or show
     error: BaseException | None = None
-    stages = _Stages(seg, src, max_frames)
+    stages = _Stages(seg, src, max_frames, alpha if need_overlay else None)
     stages_ref.append(stages)
     if stop.signum is not None:  # a signal that came while the sinks were opening
         stages.stop_reading.set()
@@ -277,7 +284,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
             if result is None:
                 bar.tick(run_stats, src)
                 continue
-            if need_overlay:
+            if need_overlay and result.overlay is None:
                 start = time.perf_counter()
                 result.overlay = seg.overlay(result.frame, result.labels, alpha=alpha)
                 result.timings["overlay"] = time.perf_counter() - start

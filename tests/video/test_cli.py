@@ -67,7 +67,8 @@ def test_bad_outputs_are_one_line_and_nothing_is_written(bundle, clip, tmp_path,
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         code, err = _run(capsys, bundle, "--source", clip, "--serve", busy.getsockname()[1],
-                         "--save", tmp_path / "out.mp4")
+                         "--save", tmp_path / "out.mp4", "--stats", tmp_path / "stats.jsonl",
+                         "--save-masks", tmp_path / "masks")
     assert code == 2 and "already in use" in _one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 

@@ -82,3 +82,31 @@ def test_latency_histogram_percentiles_match_numpy():
     for q in (50, 90, 99):
         assert hist.percentile(q) == pytest.approx(np.percentile(values, q), rel=0.03)
     assert hist.summary()["n"] == 5000 and hist.counts.nbytes < 16_000
+
+
+def test_http_mjpeg_stream_is_a_live_source(tmp_path):
+    """An MJPEG-over-HTTP camera, played by rtseg's own browser view (a real HTTP server on 127.0.0.1)."""
+    import threading
+
+    from rtseg.video.server import BrowserView
+
+    view = BrowserView("0")
+    stop = threading.Event()
+
+    def camera():
+        i = 0
+        while not stop.wait(1 / 30):
+            view.publish(numbered_frame(i, 64, 96))
+            i += 1
+
+    feeder = threading.Thread(target=camera)
+    feeder.start()
+    try:
+        with open_source(view.url + "stream.mjpg") as source:
+            assert source.live
+            seen = [read_index(source.read(timeout=10).image) for _ in range(10)]
+    finally:
+        stop.set()
+        feeder.join()
+        view.close()
+    assert seen == sorted(seen) and len(set(seen)) == 10
