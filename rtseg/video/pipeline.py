@@ -223,10 +223,9 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     Sinks: ``save`` (H.264 mp4), ``save_masks`` (a folder of raw-id PNGs), ``serve`` (``[HOST:]PORT``, the browser
     view), ``show`` (a window), ``stats`` (JSON lines). ``source`` may be an open :class:`FrameSource`; the run
     closes it. SIGINT/SIGTERM stop reading, drain what was read and finalise every sink (``summary.signal`` says
-    which). ``progress`` shows a bar (files) or a status line and state changes (streams) on stderr.
-    A source that fails mid-run raises
-    :class:`SourceFailed` after the sinks are finalised. ``on_start(outputs)`` is called once the sinks are open
-    (the browser view's URL is in ``outputs["serve"]``).
+    which). ``progress`` shows a bar (files) or a status line and state changes (streams) on stderr. A source
+    that fails mid-run raises :class:`SourceFailed` after the sinks are finalised. ``on_start(outputs)`` is called
+    once the sinks are open (the browser view's URL is in ``outputs["serve"]``).
     """
     from .server import BrowserView
     from .sinks import MaskSink, ThreadedSink, VideoFileSink, WindowSink
