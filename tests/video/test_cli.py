@@ -103,9 +103,14 @@ def test_image_folder_skips_non_images_with_a_warning(bundle, tmp_path, capsys, 
     assert "skipped 2" in out
 
 
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("long") / "long.mp4", 1500, (64, 96))
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_halfway_gives_exit_code_and_a_playable_mp4(bundle, tmp_path, sig, code):
-    video = make_video(tmp_path / "long.mp4", 1500, (64, 96))
+def test_signal_halfway_gives_exit_code_and_a_playable_mp4(bundle, long_video, tmp_path, sig, code):
+    video = long_video
     out, stats = tmp_path / "out.mp4", tmp_path / "stats.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "rtseg", "run", str(bundle), "--source", str(video), "--save",
                              str(out), "--stats", str(stats), "--alpha", "0", "--quiet"], cwd=REPO,
