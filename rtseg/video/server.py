@@ -195,7 +195,7 @@ class BrowserView:
                 sent = 0
                 while True:
                     with view.cond:
-                        view.cond.wait_for(lambda: view.seq != sent or view.closed, timeout=1.0)
+                        view.cond.wait_for(lambda last=sent: view.seq != last or view.closed, timeout=1.0)
                         if view.closed:
                             return
                         if view.seq == sent:

@@ -55,7 +55,7 @@ def choose_video_codec(av) -> tuple[str, str]:
         try:
             av.codec.Codec(name, "w")
             return name, "mp4"
-        except Exception:  # noqa: BLE001 - PyAV raises different errors for an unknown encoder by version
+        except Exception:  # noqa: BLE001, S112 - PyAV raises different errors for an unknown encoder by version
             continue
     return "mjpeg", "avi"
 

@@ -93,7 +93,7 @@ def test_source_offline_is_shown_while_reconnecting(browser):
         view.publish(np.full((60, 80, 3), 200, np.uint8))
         view.set_state("running")
         browser.get(view.url)
-        offline = lambda: browser.find_element("id", "offline").value_of_css_property("display")  # noqa: E731
+        offline = lambda: browser.find_element("id", "offline").value_of_css_property("display")
         assert _wait(lambda: offline() == "none")
         view.last_image = np.full((60, 80, 3), 200, np.uint8)
         view.set_state("reconnecting", "stream ended; retry 1 in 0.5 s")

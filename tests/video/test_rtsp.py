@@ -22,8 +22,8 @@ SERVER = Path(__file__).with_name("rtsp_server.py")
 def _gst_missing_reason() -> str | None:
     if not Path(SYSTEM_PYTHON).exists():
         return f"{SYSTEM_PYTHON} not found"
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
-                            "from gi.repository import GstRtspServer"], capture_output=True, text=True)
+    code = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", code], capture_output=True, text=True, check=False)
     if probe.returncode:
         return ("GStreamer's RTSP server is not installed (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 "
                 "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; .ci/run does)")
