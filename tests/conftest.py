@@ -49,3 +49,24 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         pytest.skip(f"reference fixtures not found at {REFERENCE_DIR} (they live in ../shared, outside a fresh clone)")
     return REFERENCE_DIR
+
+
+def _export_fast_scnn(out: Path, *extra: str) -> Path:
+    from rtseg.cli import main
+
+    code = main(["export", "--model", "fast_scnn", "--num-classes", "19", "--input-size", "64x128", *extra,
+                 "--out", str(out)])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def fast_scnn_bundle(tmp_path_factory) -> Path:
+    """A small verified Fast-SCNN bundle (untrained weights, fixed 64x128 input), built once per session."""
+    return _export_fast_scnn(tmp_path_factory.mktemp("bundle") / "fast_scnn")
+
+
+@pytest.fixture(scope="session")
+def fast_scnn_dynamic_bundle(tmp_path_factory) -> Path:
+    """The same model exported for any size from 64x128 to 128x256 (optimised for 64x128)."""
+    return _export_fast_scnn(tmp_path_factory.mktemp("bundle") / "fast_scnn_dynamic", "--dynamic", "64x128:128x256")

@@ -10,14 +10,15 @@ from .conftest import REPO
 
 _BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
-    BLOCKED = ("torch", "onnxruntime", "onnx", "tensorrt", "cuda", "cupy", "cv2", "triton", "av", "tqdm", "selenium")
-    # what site-packages' .pth files import at start-up (cuda-bindings 12.9 imports the empty `cuda` namespace)
-    PRELOADED = set(sys.modules)
+    BLOCKED = ("torch", "onnxruntime", "onnx", "tensorrt", "cuda", "cupy", "cv2", "triton", "ray", "tritonclient",
+               "starlette", "fastapi", "grpc", "av", "tqdm", "selenium")
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:
                 raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
     sys.meta_path.insert(0, Block())
+    # What the interpreter loaded before any rtseg code (cuda-python's .pth hook imports the 'cuda' namespace).
+    PRELOADED = set(sys.modules)
 """)
 
 
@@ -29,10 +30,13 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_import_and_help_without_heavy_dependencies():
     proc = _run("""
         import runpy, sys
-        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export, rtseg.runtime
+        import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export, rtseg.runtime, rtseg.models.caffe
         import rtseg.kernels.device, rtseg.kernels.streams, rtseg.kernels.nvrtc, rtseg.kernels.cuda
+        import rtseg.files, rtseg.interrupts
+        import rtseg.serve, rtseg.serve.cli, rtseg.serve.client, rtseg.serve.codec, rtseg.triton, rtseg.triton.cli
+        import rtseg.export.options, rtseg.export.size_check, rtseg.export.recipes, rtseg.models.file_kind
         import rtseg.video, rtseg.video.cli, rtseg.video.sinks, rtseg.video.server, rtseg.video.stats
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED and m not in PRELOADED)
+        heavy = sorted(m for m in set(sys.modules) - PRELOADED if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         sys.argv = ["rtseg", "--help"]
         try:
@@ -42,7 +46,7 @@ def test_import_and_help_without_heavy_dependencies():
     """)
     assert proc.returncode == 0, proc.stderr
     assert "usage: rtseg" in proc.stdout
-    for command in ("models", "export", "info", "run"):
+    for command in ("models", "export", "info", "serve", "triton", "run"):
         assert command in proc.stdout
 
 
@@ -86,3 +90,24 @@ def test_device_layer_without_the_kernel_wrappers_or_cuda_python():
                 raise AssertionError("no error without cuda-python")
     """)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_serve_and_triton_help_and_missing_ray():
+    # `rtseg serve --help` and `rtseg triton --help` need neither Ray nor tritonclient; serving without Ray is a
+    # one-line error naming the extra
+    proc = _run("""
+        import json, sys, tempfile
+        from rtseg.cli import main
+        for command in ("serve", "triton"):
+            try:
+                main([command, "--help"])
+            except SystemExit as exc:
+                assert exc.code == 0
+        bundle = tempfile.mkdtemp()
+        open(bundle + "/rtseg.json", "w").write(json.dumps({"format_version": 1}))
+        raise SystemExit(main(["serve", bundle]))
+    """)
+    assert proc.returncode == 2, proc.stderr
+    assert "--replicas" in proc.stdout and "--max-batch" in proc.stdout and "--graph" in proc.stdout
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "pip install 'rtseg[serve]'" in proc.stderr and "Traceback" not in proc.stderr

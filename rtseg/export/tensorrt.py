@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import re
 import sys
 import threading
@@ -118,9 +117,9 @@ def _logger():
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("RTSEG_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "rtseg")
-    return Path(base) / "tensorrt"
+    from ..files import cache_dir
+
+    return cache_dir("tensorrt")
 
 
 def timing_cache_path(trt_version: str, gpu: GpuInfo, cache_dir: Path | None = None) -> Path:

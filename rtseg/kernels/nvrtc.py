@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import RtsegError, missing_dependency
@@ -130,16 +127,10 @@ def compile_target(arch: str) -> str:
 
 
 def cache_dir() -> Path:
-    """The cubin cache: $RTSEG_CACHE_DIR, else the user cache directory."""
-    if env := os.environ.get("RTSEG_CACHE_DIR"):
-        return Path(env) / "cubin"
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "rtseg" / "cubin"
+    """The cubin cache: ``cubin`` under rtseg's cache folder (:func:`rtseg.files.cache_dir`)."""
+    from ..files import cache_dir as rtseg_cache_dir
+
+    return rtseg_cache_dir("cubin")
 
 
 def _cache_key(sources: dict[str, bytes], arch: str, options: tuple[str, ...]) -> str:
@@ -152,15 +143,11 @@ def _cache_key(sources: dict[str, bytes], arch: str, options: tuple[str, ...]) -
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    from ..files import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def compile_cubin(arch: str, *, use_cache: bool = True) -> bytes:
