@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -48,13 +49,25 @@ def make_1080p_video(path: Path, frames: int, fps: int = 30) -> Path:
     return path
 
 
+def _cpu_s() -> float:
+    """CPU seconds this process has used, all threads (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _rates(frames: int, wall: float, cpu: float) -> dict:
+    # cores_busy: how many cores the loop kept busy on average; on a shared machine it is capped by the others' load
+    return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s_per_frame": cpu / frames,
+            "cores_busy": cpu / wall}
+
+
 def naive_loop(seg, video: Path, out: Path, alpha: float) -> dict:
     """read -> segment -> overlay -> write, one frame at a time on this thread."""
     import av
 
     from rtseg.video.sinks import VideoFileSink
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_s()
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # the same decoder settings rtseg uses
@@ -66,19 +79,17 @@ def naive_loop(seg, video: Path, out: Path, alpha: float) -> dict:
             sink.write(SimpleNamespace(overlay=seg.overlay(image, labels, alpha=alpha), frame=image))
             frames += 1
         sink.close()
-    wall = time.perf_counter() - start
-    return {"frames": frames, "wall_s": wall, "fps": frames / wall}
+    return _rates(frames, time.perf_counter() - start, _cpu_s() - cpu)
 
 
 def rtseg_run(seg, video: Path, out: Path, alpha: float) -> dict:
     from rtseg.video import run_pipeline
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_s()
     summary = run_pipeline(seg, str(video), save=out, alpha=alpha, handle_signals=False)
-    wall = time.perf_counter() - start
+    rates = _rates(summary.frames, time.perf_counter() - start, _cpu_s() - cpu)
     stages = {k: round(v["p50"] * 1e3, 2) for k, v in summary.stages.items() if v.get("n")}
-    return {"frames": summary.frames, "wall_s": wall, "fps": summary.frames / wall, "stage_p50_ms": stages,
-            "latency_p50_ms": summary.latency["p50"] * 1e3}
+    return {**rates, "stage_p50_ms": stages}
 
 
 def compare_outputs(a: Path, b: Path) -> dict:
@@ -156,9 +167,11 @@ def main(argv=None) -> int:
     m = results["machine"]
     print(f"machine: {m['cpu']}, {m['cores_usable']} cores, load {m['load_average'][0]:.1f};"
           f" {describe['backend']} {describe['device']}")
-    print(f"naive loop   {best_naive['fps']:6.2f} fps  (runs: {naive['fps']:.2f}, {naive2['fps']:.2f})")
-    print(f"rtseg run    {best_piped['fps']:6.2f} fps  (runs: {piped['fps']:.2f}, {piped2['fps']:.2f})"
-          f"  stage p50 ms: {piped['stage_p50_ms']}")
+    for name, a, b, best in (("naive loop", naive, naive2, best_naive), ("rtseg run", piped, piped2, best_piped)):
+        print(f"{name:<12} {best['fps']:6.2f} fps  (runs: {a['fps']:.2f}, {b['fps']:.2f}); cores busy"
+              f" {a['cores_busy']:.2f}, {b['cores_busy']:.2f}; CPU s/frame {a['cpu_s_per_frame']:.3f},"
+              f" {b['cpu_s_per_frame']:.3f}")
+    print(f"rtseg run stage p50 ms: {piped['stage_p50_ms']}")
     print(f"speedup      {results['speedup']:.2f}x; outputs: {same['identical_frames']}/{same['frames_compared']}"
           f" frames identical, max |diff| {same['max_abs_diff']}")
     if model is not None:
