@@ -130,3 +130,40 @@ def test_binds_loopback_only_by_default_and_busy_port_is_an_error():
     finally:
         view.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("rtseg-")]
+
+
+def test_a_slow_viewer_skips_to_the_newest_frame_and_builds_no_queue():
+    import cv2
+
+    from .media import numbered_frame, read_index
+
+    view = BrowserView("0")
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)  # big JPEGs fill the socket fast
+    try:
+        slow = socket.create_connection((view.host, view.port), timeout=10)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        slow.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        for i in range(200):  # the viewer reads nothing meanwhile
+            frame = noise.copy()
+            frame[:8] = numbered_frame(i, 8, 640)[:8]
+            view.publish(frame)
+            time.sleep(0.002)
+        data = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                slow.settimeout(1.0)
+                chunk = slow.recv(1 << 20)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        slow.close()
+    finally:
+        view.close()
+    parts = [p for p in data.split(b"--rtsegframe") if b"\xff\xd8" in p]
+    jpegs = [p[p.index(b"\xff\xd8"):p.rindex(b"\xff\xd9") + 2] for p in parts]
+    last = cv2.imdecode(np.frombuffer(jpegs[-1], np.uint8), cv2.IMREAD_COLOR)
+    assert read_index(last) == 199  # the newest frame arrived
+    assert len(jpegs) < 150, len(jpegs)  # the frames it had no room for were skipped, not queued
