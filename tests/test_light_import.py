@@ -11,7 +11,7 @@ from .conftest import REPO
 _BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
     BLOCKED = ("torch", "onnxruntime", "onnx", "tensorrt", "cuda", "cupy", "cv2", "triton", "ray", "tritonclient",
-               "starlette", "fastapi", "grpc")
+               "starlette", "fastapi", "grpc", "av", "tqdm", "selenium")
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:
@@ -36,6 +36,7 @@ def test_import_and_help_without_heavy_dependencies():
         import rtseg.serve, rtseg.serve.cli, rtseg.serve.client, rtseg.serve.codec, rtseg.triton, rtseg.triton.cli
         import rtseg.eval, rtseg.eval.cli, rtseg.bench, rtseg.bench.cli
         import rtseg.export.options, rtseg.export.size_check, rtseg.export.recipes, rtseg.models.file_kind
+        import rtseg.video, rtseg.video.cli, rtseg.video.sinks, rtseg.video.server, rtseg.video.stats
         heavy = sorted(m for m in set(sys.modules) - PRELOADED if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         sys.argv = ["rtseg", "--help"]
@@ -46,20 +47,21 @@ def test_import_and_help_without_heavy_dependencies():
     """)
     assert proc.returncode == 0, proc.stderr
     assert "usage: rtseg" in proc.stdout
-    for command in ("models", "export", "info", "serve", "triton", "bench", "eval"):
+    for command in ("models", "export", "info", "serve", "triton", "bench", "eval", "run"):
         assert command in proc.stdout
 
 
 def test_subcommand_help_without_heavy_dependencies():
-    proc = _run("""
-        from rtseg.cli import main
-        try:
-            main(["export", "--help"])
-        except SystemExit as exc:
-            assert exc.code == 0
-    """)
-    assert proc.returncode == 0, proc.stderr
-    assert "--model" in proc.stdout
+    for command, flag in (("export", "--model"), ("run", "--save-masks")):
+        proc = _run(f"""
+            from rtseg.cli import main
+            try:
+                main(["{command}", "--help"])
+            except SystemExit as exc:
+                assert exc.code == 0
+        """)
+        assert proc.returncode == 0, proc.stderr
+        assert flag in proc.stdout
 
 
 def test_missing_torch_is_one_line_error():
