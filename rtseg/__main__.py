@@ -1,5 +1,17 @@
+import os
+import signal
 import sys
 
-from .cli import main
+
+def _interrupted_before_start(signum, frame):
+    # Nothing is written before the CLI takes over its own handlers: end at once, quietly.
+    sys.stderr.write("rtseg: interrupted\n")
+    os._exit(130)
+
+
+for _sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_sig, _interrupted_before_start)
+
+from .cli import main  # after the handlers above, so that they cover this import
 
 sys.exit(main())

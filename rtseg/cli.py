@@ -1,7 +1,8 @@
 """The ``rtseg`` command line.
 
 Each subcommand lives in its own module and is imported only when it runs, so ``rtseg --help`` needs no
-heavy dependency. A :class:`RtsegError` is printed on one line (``rtseg: error: ...``) with exit status 2.
+heavy dependency. A :class:`RtsegError` (or a usage mistake) is printed on one line (``rtseg: error: ...``) with
+exit status 2; Ctrl-C or SIGTERM at any point prints ``rtseg: interrupted`` and exits with 130.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 from . import __version__
 from .errors import RtsegError
+from .interrupts import interrupts_as_keyboard_interrupt
 
 # subcommand -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 _COMMANDS = {
@@ -21,14 +23,23 @@ _COMMANDS = {
     "run": ("rtseg.video.cli", "segment a video file, images, a webcam or an RTSP/HTTP stream into a window, "
                                "an mp4, mask PNGs or a browser view"),
     "info": ("rtseg.runtime.cli", "what a bundle holds, whether it verifies here, and which backend would run it"),
+    "serve": ("rtseg.serve.cli", "serve a bundle over HTTP on Ray Serve: replicas, batching across clients"),
+    "triton": ("rtseg.triton.cli", "write a bundle as a Triton Inference Server model repository"),
     "bench": ("rtseg.bench.cli", "latency and throughput: model only, with transfers, end to end on a video"),
     "eval": ("rtseg.eval.cli", "accuracy on a labelled set (FCN metrics), saved masks, or parity of two backends"),
     "demo": ("rtseg.demo.cli", "the shipped street model on a rendered street video: overlay video, FPS and mIoU"),
 }
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes in one line, like every other rtseg error (argparse prints the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"rtseg: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="rtseg", description="Real-time semantic segmentation: export, run, benchmark and evaluate.")
     parser.add_argument("--version", action="version", version=f"rtseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -46,6 +57,15 @@ def _add_arguments(module: str, parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        with interrupts_as_keyboard_interrupt():
+            return _main(argv)
+    except KeyboardInterrupt:
+        print("rtseg: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -58,9 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     except RtsegError as exc:
         print(f"rtseg: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("rtseg: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -51,6 +51,27 @@ def reference_dir() -> Path:
     return REFERENCE_DIR
 
 
+def _export_fast_scnn(out: Path, *extra: str) -> Path:
+    from rtseg.cli import main
+
+    code = main(["export", "--model", "fast_scnn", "--num-classes", "19", "--input-size", "64x128", *extra,
+                 "--out", str(out)])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def fast_scnn_bundle(tmp_path_factory) -> Path:
+    """A small verified Fast-SCNN bundle (untrained weights, fixed 64x128 input), built once per session."""
+    return _export_fast_scnn(tmp_path_factory.mktemp("bundle") / "fast_scnn")
+
+
+@pytest.fixture(scope="session")
+def fast_scnn_dynamic_bundle(tmp_path_factory) -> Path:
+    """The same model exported for any size from 64x128 to 128x256 (optimised for 64x128)."""
+    return _export_fast_scnn(tmp_path_factory.mktemp("bundle") / "fast_scnn_dynamic", "--dynamic", "64x128:128x256")
+
+
 # One small Fast-SCNN bundle (untrained weights, 19 classes, 64x128, dynamic 32x64 to 128x256), exported once per
 # session and shared by the runtime, eval and bench tests.
 @pytest.fixture(scope="session")

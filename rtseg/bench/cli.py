@@ -10,8 +10,10 @@ run and prints (and writes) what was measured so far.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import RtsegError
@@ -36,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed frames before each row (default: 10)")
     p.add_argument("--tiers", default="a,b,c", help="which tiers: a (model only), b (model + transfers),"
                                                     " c (end to end); default a,b,c")
+    p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime, PyTorch and rtseg's kernels"
+                                               " (default: the cores this process may use)")
     p.add_argument("--no-naive", action="store_true", help="leave out the naive PyTorch baseline row")
     p.add_argument("--out", default="bench_out", help="folder for bench.json, bench.csv and the plots"
                                                       " (default: bench_out)")
@@ -69,13 +73,45 @@ def run(args: argparse.Namespace) -> int:
         if not (Path(bundle) / "rtseg.json").is_file():
             raise RtsegError(f"{bundle} is not an rtseg bundle (no rtseg.json); make one with: rtseg export ..."
                              f" --out {bundle}")
+    if args.threads is not None and args.threads < 1:
+        raise RtsegError(f"--threads must be at least 1, not {args.threads}")
     out = prepare_out(args.out)
-    with tempfile.TemporaryDirectory(prefix="rtseg-bench-source-") as tmp:
+    with cpu_threads(args.threads, "torch" in backends or not args.no_naive), \
+            tempfile.TemporaryDirectory(prefix="rtseg-bench-source-") as tmp:
         source = args.source
         if source is None:
+            # long enough for the end-to-end tier; the other tiers cycle through the first 64 frames
+            length = args.warmup + args.frames if "c" in tiers else min(args.warmup + args.frames, 64)
             source = str(synthetic_video(Path(tmp) / "synthetic.mp4", parse_size(args.frame_size, "--frame-size"),
-                                         args.warmup + args.frames))
+                                         length))
         return _bench(args, backends, sizes, tiers, source, out)
+
+
+@contextmanager
+def cpu_threads(threads: int | None, uses_torch: bool):
+    """Every CPU thread pool at ``threads`` for the run (RTSEG_NUM_THREADS for the kernels and ONNX Runtime,
+    torch.set_num_threads for PyTorch), restored afterwards."""
+    if threads is None:
+        yield
+        return
+    previous_env = os.environ.get("RTSEG_NUM_THREADS")
+    os.environ["RTSEG_NUM_THREADS"] = str(threads)
+    torch = None
+    if uses_torch:
+        from ..runtime.torch import import_torch
+
+        torch = import_torch()
+        previous_torch = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if previous_env is None:
+            os.environ.pop("RTSEG_NUM_THREADS", None)
+        else:
+            os.environ["RTSEG_NUM_THREADS"] = previous_env
+        if torch is not None:
+            torch.set_num_threads(previous_torch)
 
 
 def synthetic_video(path: Path, size: tuple[int, int], count: int) -> Path:
@@ -134,15 +170,18 @@ def _bench(args, backends, sizes, tiers, source: str, out: Path) -> int:
                         info = seg.describe()
                         input_size = tuple(seg.input_size_for(frame_hw))
                         bar.set_postfix_str(f"{name} {backend} {input_size[0]}x{input_size[1]}")
+                        # a fresh session's first runs are slow (allocations, kernel choice): warm the whole
+                        # configuration before its first tier, then each tier warms up again on its own loop
+                        T.in_worker(T.warm_up, seg, frames, args.warmup, lambda: None)
                         for tier in tiers:
                             m = T.Measurement(name, info.get("backend", backend), tier, input_size, frame_hw, info)
                             bar.write(f"bench: {name} {m.backend} {input_size[0]}x{input_size[1]} {tier}:"
                                       f" {T.TIERS[tier]}", file=sys.stderr)
                             measurements.append(m)
                             if tier == "a":
-                                T.model_only(seg, frames[0], m, args.frames, args.warmup, bar.update)
+                                T.in_worker(T.model_only, seg, frames[0], m, args.frames, args.warmup, bar.update)
                             elif tier == "b":
-                                T.with_transfers(seg, frames, m, args.frames, args.warmup, bar.update)
+                                T.in_worker(T.with_transfers, seg, frames, m, args.frames, args.warmup, bar.update)
                             else:
                                 T.end_to_end(seg, source, m, args.frames, args.warmup, bar.update)
                 if not args.no_naive and input_size is not None:
@@ -157,7 +196,7 @@ def _bench(args, backends, sizes, tiers, source: str, out: Path) -> int:
     document = {"command": "rtseg bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "",
                 "machine": stamp, "machine_line": describe_machine(stamp), "source": str(args.source or
                 "synthetic street video"), "frame_size": list(frame_hw), "frames": args.frames,
-                "warmup": args.warmup, "interrupted": interrupted,
+                "warmup": args.warmup, "threads": args.threads, "interrupted": interrupted,
                 "rows": [{**r, "samples_ms": [s * 1e3 for s in m.latencies]} for r, m in zip(table, measured)]}
     if interrupted:
         print("rtseg: interrupted; what was measured so far:", file=sys.stderr)
@@ -195,4 +234,4 @@ def _naive_row(bundle: str, name: str, input_size, frame_hw, frames, args, bar, 
                        "graph": "naive"})
     measurements.append(m)
     bar.write(f"bench: {name} naive torch {input_size[0]}x{input_size[1]}", file=sys.stderr)
-    T.naive(baseline, frames, m, args.frames, args.warmup, bar.update)
+    T.in_worker(T.naive, baseline, frames, m, args.frames, args.warmup, bar.update)

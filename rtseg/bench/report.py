@@ -51,6 +51,7 @@ def rows(measurements: list[Measurement]) -> list[dict]:
             "throughput_fps": m.throughput, "throughput_kind": m.throughput_kind,
             "naive_p50_over_p50": base / s["p50"] if base and s["p50"] else None,
             "stages_ms": {k: float(np.mean(v)) * 1e3 for k, v in m.stages.items()},
+            "queued_p50_ms": latency_stats(m.queued)["p50"] if m.queued else None,
             "note": m.note,
         })
     return out
@@ -71,13 +72,18 @@ def markdown(table_rows: list[dict]) -> str:
         lines.append(f"| {r['bundle']} | {r['backend'] if r['tier'] != 'naive' else 'torch (naive)'} |"
                      f" {r['precision']} | {r['input']} | {r['frame']} | {r['tier']}: {r['tier_name']} |"
                      + "".join(f" {_num(r[f'{k}_ms'])} |" for k in STAT_KEYS) + f" {fps} | {ratio} |")
-    lines.append("\nlatency in ms, one frame at a time, synchronised, warm-up excluded; naive/this = the naive"
-                 " row's p50 over this row's p50")
+    lines.append("\nlatency in ms per frame, warm-up excluded: (a), (b) and naive synchronised calls; (c) the sum of"
+                 " the frame's stages, decode to encode. naive/this = the naive row's p50 over this row's p50")
+    queued = [r for r in table_rows if r.get("queued_p50_ms") is not None]
+    if queued:
+        lines.append("(c) decode to encoded including waits in the pipeline's queues, p50: " + ", ".join(
+            f"{r['backend']} {r['input']} {_num(r['queued_p50_ms'])} ms" for r in queued))
     return "\n".join(lines)
 
 
 CSV_FIELDS = ["bundle", "backend", "provider", "device", "graph", "precision", "tier", "tier_name", "input", "frame",
-              *[f"{k}_ms" for k in STAT_KEYS], "frames", "throughput_fps", "throughput_kind", "naive_p50_over_p50",
+              *[f"{k}_ms" for k in STAT_KEYS], "frames", "throughput_fps", "throughput_kind", "queued_p50_ms",
+              "naive_p50_over_p50",
               "stages_ms", "note"]
 
 
@@ -122,7 +128,7 @@ def plot_latency(measurements: list[Measurement], path: Path, machine: str) -> N
     fig, axes = plt.subplots(len(tiers), 1, figsize=(10, 1.2 + 2.2 * max(len(tiers), 1)), squeeze=False)
     for ax, tier in zip(axes[:, 0], tiers):
         ms = [m for m in measurements if m.tier == tier and m.latencies]
-        ax.boxplot([np.asarray(m.latencies) * 1e3 for m in ms], vert=False, whis=(5, 95), showmeans=True)
+        ax.boxplot([np.asarray(m.latencies) * 1e3 for m in ms], **_horizontal(plt), whis=(5, 95), showmeans=True)
         ax.set_yticks(range(1, len(ms) + 1), [_label(m) for m in ms])
         ax.set_title(f"{tier}: {TIERS[tier]}", fontsize=10, loc="left")
         ax.set_xlabel("latency per frame (ms)")
@@ -136,7 +142,9 @@ def plot_stages(table_rows: list[dict], path: Path, machine: str) -> None:
     """Stacked bars of the mean time per stage, for every row that has more than one stage."""
     plt = _pyplot()
     staged = [r for r in table_rows if len(r["stages_ms"]) > 1]
-    names = list(dict.fromkeys(k for r in staged for k in r["stages_ms"]))
+    order = ["decode", "preprocess", "infer", "postprocess", "overlay", "encode"]
+    seen = list(dict.fromkeys(k for r in staged for k in r["stages_ms"]))
+    names = [n for n in order if n in seen] + [n for n in seen if n not in order]
     fig, ax = plt.subplots(figsize=(10, 1.5 + 0.45 * max(len(staged), 1)))
     labels = [f"{r['bundle']} {r['backend'] if r['tier'] != 'naive' else 'naive'} {r['precision']} {r['input']}"
               f" [{r['tier']}]" for r in staged]
@@ -149,7 +157,7 @@ def plot_stages(table_rows: list[dict], path: Path, machine: str) -> None:
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     if names:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"rtseg bench stages: {machine}", fontsize=8)
     fig.tight_layout()
     _save(fig, path, plt)
@@ -159,3 +167,11 @@ def _save(fig, path: Path, plt) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def _horizontal(plt) -> dict:
+    """Horizontal boxes: ``orientation=`` from matplotlib 3.10, ``vert=False`` before (deprecated since)."""
+    import matplotlib
+
+    major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}

@@ -5,16 +5,20 @@
 (b) model + transfers: a host BGR frame in, host labels out (``Segmenter.segment``: preprocess, infer,
     upsample/argmax), timed on the host around the whole call.
 (c) end to end: ``rtseg run``'s pipeline (decode -> preprocess -> infer -> upsample/argmax -> overlay -> encode,
-    stages on their own threads): per-frame latency from decode to the result, and pipelined throughput.
+    reading and segmenting on their own threads): per-frame latency as the sum of that frame's stages, the
+    queue-inclusive latency apart, and pipelined throughput.
 
-Latency is always one frame at a time, synchronised; throughput of (a) and (b) is frames over the wall time of
+Every tier calls the model from a worker thread, as ``rtseg run``'s pipeline does: PyTorch's and ONNX Runtime's
+thread pools behave differently when driven from the main thread (on a busy 2-core machine PyTorch eager was 10x
+slower there), and the tiers must differ only in what they include. Latency is always one frame at a time,
+synchronised; throughput of (a) and (b) is frames over the wall time of
 that sequential loop, throughput of (c) is the pipeline's own rate, where stages overlap.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +44,7 @@ class Measurement:
     wall: float = 0.0  # seconds the timed frames took together (sequential tiers)
     throughput: float | None = None  # frames per second
     throughput_kind: str = "sequential"
+    queued: list[float] = field(default_factory=list)  # (c) only: decode -> encoded, queue waits included
     note: str = ""
 
     def add(self, seconds: float, stages: dict[str, float] | None = None) -> None:
@@ -50,6 +55,50 @@ class Measurement:
     def finish_sequential(self) -> None:
         if self.latencies and self.wall > 0:
             self.throughput = len(self.latencies) / self.wall
+
+
+class _Stop(Exception):
+    """Raised inside a worker's loop (through its tick) once the main thread was interrupted."""
+
+
+def in_worker(tier: Callable, *args) -> None:
+    """Run ``tier(*args)`` on a worker thread; its last argument is the per-frame tick. Ctrl-C in the main thread
+    stops the worker after its current frame (what it measured stays in its Measurement) and is re-raised."""
+    *rest, tick = args
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def checked_tick() -> None:
+        if stop.is_set():
+            raise _Stop
+        tick()
+
+    def work() -> None:
+        try:
+            tier(*rest, checked_tick)
+        except _Stop:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=work, name="rtseg-bench", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        stop.set()
+        worker.join()
+        raise
+    if errors:
+        raise errors[0]
+
+
+def warm_up(seg, frames_in: list[np.ndarray], count: int, tick: Callable[[], None]) -> None:
+    """Untimed ``segment`` calls on a freshly loaded configuration."""
+    for i in range(count):
+        seg.segment(frames_in[i % len(frames_in)])
+        tick()
 
 
 def model_only(seg, frame: np.ndarray, m: Measurement, frames: int, warmup: int, tick: Callable[[], None]) -> None:
@@ -121,38 +170,40 @@ def with_transfers(seg, frames_in: list[np.ndarray], m: Measurement, frames: int
 
 
 def end_to_end(seg, source: str, m: Measurement, frames: int, warmup: int, tick: Callable[[], None]) -> None:
-    """Tier (c): ``rtseg run SOURCE --save out.mp4`` on the first ``warmup + frames`` frames of the source.
+    """Tier (c): ``rtseg run``'s pipeline (its reader and segment threads, its overlay, its H.264 file sink) on the
+    first ``warmup + frames`` frames of the source.
 
-    The latency of a frame is ``rtseg run``'s: from the moment it was decoded to the moment its overlay is handed to
-    the encoder. The encoder runs on its own thread; its time per frame is reported as the ``encode`` stage and
-    it is inside the throughput, which is measured over the timed frames from the pipeline's per-frame record.
+    The latency of a frame is the sum of its own stage times (decode, preprocess, infer, postprocess, overlay,
+    encode), all measured on that frame: the work one frame costs, comparable with (a) and (b). The time a frame
+    spends waiting in the pipeline's queues behind earlier ones is kept apart (``queued``: decode to encoded),
+    and the throughput is the pipeline's, stages overlapping.
     """
-    from ..video import run_pipeline
+    from ..video import iter_results
+    from ..video.sinks import VideoFileSink
 
     with tempfile.TemporaryDirectory(prefix="rtseg-bench-") as tmp:
-        stats = Path(tmp) / "stats.jsonl"
-        summary = run_pipeline(seg, source, save=Path(tmp) / "out.mp4", stats=stats, max_frames=warmup + frames,
-                               handle_signals=False)
-        records = [json.loads(line) for line in stats.read_text().splitlines()]
-    records = [r for r in records if "index" in r]
-    for _ in records:
-        tick()
-    timed = records[warmup:]
-    if len(records) <= warmup:
-        m.note = f"the source has only {len(records)} frames, all spent on warm-up"
-        return
-    for r in timed:
-        m.add(r["latency"], r["timings"])
-    encode = summary.stages.get("save", {})
-    if encode.get("n"):
-        m.stages["encode"] = [encode["mean"]] * len(timed)  # the encoder thread's mean per frame
-    done = [r["t"] + r["latency"] for r in timed]
-    if len(done) > 1 and done[-1] > done[0]:
-        m.throughput = (len(done) - 1) / (done[-1] - done[0])
-    else:
-        m.throughput = summary.fps
+        sink = VideoFileSink(Path(tmp) / "out.mp4", None)
+        count, timed_from = 0, time.perf_counter()
+        try:
+            for r in iter_results(seg, source, max_frames=warmup + frames, overlay=True):
+                start = time.perf_counter()
+                sink.write(r)
+                encode = time.perf_counter() - start
+                count += 1
+                if count > warmup:
+                    stages = {**r.timings, "encode": encode}
+                    m.add(sum(stages.values()), stages)
+                    m.queued.append(r.latency + encode)
+                    m.wall = time.perf_counter() - timed_from
+                    m.throughput = len(m.latencies) / m.wall
+                elif count == warmup:
+                    timed_from = time.perf_counter()
+                tick()
+        finally:
+            sink.close()
     m.throughput_kind = "pipelined"
-    m.wall = summary.wall_s
+    if count <= warmup:
+        m.note = f"the source has only {count} frames, all spent on warm-up"
 
 
 def naive(baseline, frames_in: list[np.ndarray], m: Measurement, frames: int, warmup: int,

@@ -35,8 +35,9 @@ def table(s: Scores, class_names: list[str]) -> str:
     lines = ["| class | IoU % | acc % |", "|---|---:|---:|"]
     lines += [f"| {name} | {_pct(s.class_iou[i])} | {_pct(s.class_accuracy[i])} |"
               for i, name in enumerate(class_names)]
-    lines += ["", f"pixel acc {_pct(s.pixel_accuracy)}%  mean acc {_pct(s.mean_accuracy)}%  "
-                  f"mean IU {_pct(s.mean_iou)}%  fw IU {_pct(s.fw_iou)}%  ({s.pixels} pixels)"]
+    summary = (f"pixel acc {_pct(s.pixel_accuracy)}%  mean acc {_pct(s.mean_accuracy)}%  "
+               f"mean IU {_pct(s.mean_iou)}%  fw IU {_pct(s.fw_iou)}%  ({s.pixels} pixels)")
+    lines += ["", summary]
     if s.absent_classes:
         lines.append("absent from ground truth and prediction (NaN, not counted): "
                      + ", ".join(class_names[i] for i in s.absent_classes))
@@ -49,9 +50,8 @@ def table(s: Scores, class_names: list[str]) -> str:
 def write_outputs(out: Path, report: dict, matrix: np.ndarray, class_names: list[str]) -> list[Path]:
     """eval.json, confusion.npy and the heat map, each written atomically."""
     write_json(out / "eval.json", report)
-    with atomic_path(out / "confusion.npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, matrix)
+    with atomic_path(out / "confusion.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, matrix)
     heat = out / "confusion.png"
     heat_map(matrix, class_names, heat, report.get("title", "confusion"))
     return [out / "eval.json", out / "confusion.npy", heat]

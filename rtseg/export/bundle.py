@@ -1,16 +1,20 @@
 """The bundle directory: ``rtseg.json`` (the manifest), its artifacts, and the record of finished build steps.
 
 ``rtseg.json`` exists only for a bundle whose every gate passed: a runtime that finds it may trust the graphs.
-A run whose verification fails writes the same document as ``rtseg.failed.json`` (and removes a stale
-``rtseg.json``), keeping the artifacts for inspection.
+Both manifests (``rtseg.json`` and the failure report ``rtseg.failed.json``) are removed when a run prepares the
+folder, before any artifact is touched, and one of them is written last, atomically: a run that fails or is
+interrupted leaves no manifest at all, whatever it overwrote. A run whose verification fails writes the same
+document as ``rtseg.failed.json``, keeping the artifacts for inspection.
 
-Each build step (ONNX export, FP16 conversion, engine build) is keyed by a hash of everything it depends on; the key
-and the sha256 of its outputs are kept in ``.rtseg-steps.json``. A re-run with the same key and untouched outputs
-reuses the step instead of redoing it.
+Each build step (ONNX export, FP16 conversion, engine build) is keyed by a hash of everything it depends on (its
+inputs, the versions of the tools that run it and a digest of rtseg's own export and model code); the key and the
+sha256 of its outputs are kept in ``.rtseg-steps.json``. A re-run with the same key and untouched outputs reuses the
+step instead of redoing it; an upgrade of torch, onnx, ONNX Runtime, ModelOpt or rtseg redoes it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +22,13 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import files
 from ..errors import RtsegError
+from ..files import TEMP_SUFFIX
+
+# The package's one atomic-write helper (rtseg.files), under the names the export modules import from here.
+atomic_path = files.atomic_path
+write_json = files.write_json_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "rtseg.json"
@@ -43,23 +53,6 @@ def hash_key(*parts) -> str:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block finishes."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets the usual permissions
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-@contextmanager
 def quiet_stdout():
     """Silence libraries that print to stdout (onnxslim's symbolic shape notes) while they run."""
     import contextlib
@@ -69,23 +62,58 @@ def quiet_stdout():
         yield
 
 
-def write_json(path: str | os.PathLike, obj) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+@functools.cache
+def code_digest() -> str:
+    """sha256 over rtseg's export and model code: a changed converter or model redoes the steps it feeds."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for sub in ("export", "models"):
+        for path in sorted((root / sub).rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def tool_versions() -> dict[str, str | None]:
+    """The versions of everything that shapes a step's output (installed or not)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import __version__
+
+    found = {"rtseg": __version__, "rtseg_code": code_digest()}
+    for dist in ("torch", "onnx", "onnxruntime", "onnxslim", "nvidia-modelopt", "onnxscript"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            found[dist] = None
+    return found
 
 
 def prepare_out_dir(out: str | os.PathLike) -> Path:
-    """Create the bundle directory and prove it is writable, before any slow step runs."""
+    """Create the bundle directory, prove it is writable and remove its manifests, before any slow step runs."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".rtseg-write-test."):
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".rtseg-write-test.", suffix=TEMP_SUFFIX):
             pass
     except OSError as exc:
         raise RtsegError(f"cannot write the bundle to {out}: {exc.strerror or exc}; pass a writable --out") from None
     if not out.is_dir():
         raise RtsegError(f"cannot write the bundle to {out}: not a directory; pass a writable --out")
+    for name in (MANIFEST, FAILED_MANIFEST):  # from now on the folder's graphs may change: no stale promise
+        (out / name).unlink(missing_ok=True)
     return out
+
+
+def remove_if_empty(out: Path) -> None:
+    """Remove a bundle folder this run created if an error left it empty (temporary files aside)."""
+    try:
+        for p in out.iterdir():
+            if not (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)):
+                return
+            p.unlink(missing_ok=True)
+        out.rmdir()
+    except OSError:
+        pass
 
 
 class StepRecord:
@@ -125,10 +153,8 @@ def artifact(out: Path, name: str) -> dict:
 def write_manifest(out: Path, manifest: dict, passed: bool) -> Path:
     """Write ``rtseg.json`` for a verified bundle, else ``rtseg.failed.json`` (and drop a stale ``rtseg.json``)."""
     target = out / (MANIFEST if passed else FAILED_MANIFEST)
+    (out / (FAILED_MANIFEST if passed else MANIFEST)).unlink(missing_ok=True)
     write_json(target, manifest)
-    stale = out / (FAILED_MANIFEST if passed else MANIFEST)
-    if stale.exists():
-        stale.unlink()
     return target
 
 

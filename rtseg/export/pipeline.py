@@ -7,13 +7,17 @@ Steps, each reused on a re-run when its inputs are unchanged (see :mod:`rtseg.ex
 3. FP16 mixed-precision graph, converted with the calibration frames (``--precision fp16``);
 4. TensorRT engine from the FP16 (or FP32) graph, where TensorRT and a GPU exist;
 5. verification of every artifact against PyTorch on scene-like frames, then ``rtseg.json``.
+
+``rtseg.json`` is removed when the folder is prepared and written last, only when every gate passed; a step after a
+failed gate does not run (no FP16 graph after a failed FP32 graph, no engine after any failure). An error or an
+interrupt leaves no manifest, no temporary file, and no folder this run created and left empty.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,38 +26,14 @@ from .. import __version__
 from ..errors import RtsegError
 from . import bundle as B
 from .classes import class_table
-from .scenes import Preprocessing, load_frames, normalize, synthetic_scenes
+from .options import ExportOptions
+from .scenes import Preprocessing, load_frames_named, normalize, synthetic_scenes
+from .size_check import check_size_fits
 from .torch_onnx import INPUT_NAME, OPSET, Shapes
-from .verify import DEFAULT_GATES
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class ExportOptions:
-    """Everything ``rtseg export`` takes. Exactly one of ``model`` and ``onnx`` is set."""
-
-    out: Path
-    input_size: tuple[int, int] | None = None
-    model: str | None = None
-    weights: Path | None = None
-    onnx: Path | None = None
-    num_classes: int | None = None
-    dynamic: tuple[tuple[int, int], tuple[int, int]] | None = None
-    head: str = "logits"
-    precision: str = "fp16"
-    calib: Path | None = None
-    calib_frames: int = 4
-    preprocessing: Preprocessing | None = None
-    classes: str | None = None
-    gates: dict = field(default_factory=lambda: dict(DEFAULT_GATES))
-    force: bool = False
-    require_engine: bool = False
-    workspace_mib: int | None = None
-    fp16_converter: str = "auto"
-    exporter: str = "torchscript"
-    align_corners: bool = False  # for a user's ONNX whose logits are below input size
-    command: str = ""  # the command line, written into the manifest as the rebuild command
+_VERIFIED = ("onnx", "onnx_fp16", "engine")
 
 
 @dataclass
@@ -67,14 +47,7 @@ class ExportResult:
 def run_export(opts: ExportOptions, say=None) -> ExportResult:
     """Build and verify a bundle; ``say(line)`` reports progress (default: print to stdout)."""
     say = say or (lambda line: print(line, flush=True))
-    if (opts.model is None) == (opts.onnx is None):
-        raise RtsegError("pass either --model NAME or --onnx MODEL.onnx (or a recipe)")
-    if opts.num_classes is not None and opts.num_classes < 1:
-        raise RtsegError(f"--num-classes must be at least 1, got {opts.num_classes}")
-    if opts.head not in ("logits", "labels"):
-        raise RtsegError(f"--head must be logits or labels, not {opts.head!r}")
-    if opts.precision not in ("fp16", "fp32"):
-        raise RtsegError(f"--precision must be fp16 or fp32, not {opts.precision!r}")
+    opts = opts.checked()  # every option read and range-checked, also when made in code
     if opts.calib is not None and not Path(opts.calib).exists():
         raise RtsegError(f"--calib {opts.calib}: no such file or folder; pass images, a folder of images or a video")
     if opts.require_engine:
@@ -98,51 +71,84 @@ class _Export:
     def run(self) -> ExportResult:
         t0 = time.perf_counter()
         self.prepare()  # all user errors surface here, before the output folder is touched
-        self.out = B.prepare_out_dir(self.opts.out)
+        class_table(self.num_classes, self.opts.classes)  # a wrong --classes now, not after the slow steps
+        check_size_fits([(s, self._frame_count(s)) for s in self._sizes()], self.num_classes)
+        self.frames = self.make_frames()  # --calib errors too
+        existed = Path(self.opts.out).exists()
+        self.out = B.prepare_out_dir(self.opts.out)  # removes rtseg.json: from here on no stale promise
+        try:
+            return self._build(t0)
+        except BaseException:  # an error or an interrupt: no manifest (removed above), no empty folder of ours
+            if not existed:
+                B.remove_if_empty(self.out)
+            raise
+
+    def _build(self, t0: float) -> ExportResult:
         self.say(f"rtseg export: {self.title} ({self.num_classes} classes) at {_size_text(self.shapes)}"
                  f" -> {self.opts.out}")
         self.steps = B.StepRecord(self.out)
-        self.frames = self.make_frames()
+        self.tools = B.tool_versions()
         onnx_path = self.out / B.ONNX_FILE
         self.fp32_graph(onnx_path)
         self.reference = self.make_reference(onnx_path)
-        verification = {"frames": self.frames_info, "reference": self.reference_name,
-                        "gates": dict(self.opts.gates)}
+        verification = {"frames": self.frames_info, "reference": self.reference_name, "gates": self.opts.gates}
         verification["onnx"] = self.verify_fp32(onnx_path)
         self._say_check("onnx", B.ONNX_FILE, verification["onnx"], verification["onnx"].pop("note", None))
 
         fp16 = None
         if self.opts.precision == "fp16":
-            fp16, verification["onnx_fp16"] = self.fp16_graph(onnx_path)
+            if verification["onnx"].get("passed", True):
+                fp16, verification["onnx_fp16"] = self.fp16_graph(onnx_path)
+            else:
+                verification["onnx_fp16"] = self._skip("onnx_fp16", B.FP16_FILE, "the FP32 graph failed its gate")
         engine_src = self.out / (B.FP16_FILE if fp16 else B.ONNX_FILE)
-        engine, build_stamp, verification["engine"] = self.engine(engine_src)
+        if all(verification[k].get("passed", True) for k in _VERIFIED if k in verification):
+            engine, build_stamp, verification["engine"] = self.engine(engine_src)
+        else:
+            (self.out / B.ENGINE_FILE).unlink(missing_ok=True)  # an engine of other graphs must not stay beside
+            self.steps.forget("engine")
+            engine, build_stamp = None, {}
+            verification["engine"] = self._skip("engine", B.ENGINE_FILE, "an earlier gate failed")
 
-        passed = all(v.get("passed", True) for k, v in verification.items() if k in ("onnx", "onnx_fp16", "engine")
-                     and isinstance(v, dict))
-        verification["passed"] = passed
+        failed = [k for k in _VERIFIED if not verification.get(k, {}).get("passed", True)]
+        passed = verification["passed"] = not failed
+        failed = [k for k in failed if "skipped" not in verification[k]]  # name the cause, not what it stopped
         manifest = self.manifest(verification, fp16, engine, build_stamp)
-        path = B.write_manifest(self.out, manifest, passed)
+        path = B.write_manifest(self.out, manifest, passed)  # the last write of the run
         took = time.perf_counter() - t0
         if passed:
             self.say(f"wrote {path} ({took:.1f} s)")
         else:
-            failed = [k for k in ("onnx", "onnx_fp16", "engine") if not verification.get(k, {}).get("passed", True)]
             self.say(f"verification FAILED for {', '.join(failed)}: artifacts and report kept in {self.out}"
                      f" ({B.FAILED_MANIFEST}); no {B.MANIFEST} was written ({took:.1f} s)")
         return ExportResult(self.out, manifest, passed, path)
 
+    def _skip(self, name: str, file: str, why: str) -> dict:
+        self.say(f"  {name:<10} {file:<16} skipped: {why}")
+        return {"skipped": why, "passed": False}
+
+    def _sizes(self) -> list[tuple[int, int]]:
+        sizes = [self.shapes.opt]
+        if self.shapes.dynamic:
+            sizes += [s for s in (self.shapes.min, self.shapes.max) if s != self.shapes.opt]
+        return sizes
+
+    def _frame_count(self, size: tuple[int, int]) -> int:
+        return self.opts.calib_frames if size == self.shapes.opt else 1
+
     def make_frames(self) -> dict[tuple[int, int], np.ndarray]:
         """Normalised verification/calibration frames: ``calib_frames`` at the opt size, one at min and max."""
-        sizes = [(self.shapes.opt, max(1, self.opts.calib_frames))]
-        if self.shapes.dynamic:
-            sizes += [(s, 1) for s in (self.shapes.min, self.shapes.max) if s != self.shapes.opt]
-        frames = {}
-        for (h, w), n in sizes:
+        frames, self.frame_sources = {}, {}
+        for h, w in self._sizes():
+            n = self._frame_count((h, w))
             if self.opts.calib is not None:
-                raw = load_frames(self.opts.calib, n, h, w)
+                raw, names = load_frames_named(self.opts.calib, n, h, w)
             else:
-                raw = synthetic_scenes(n, h, w, seed=h * 10007 + w)
+                seed = h * 10007 + w
+                raw, names = synthetic_scenes(n, h, w, seed=seed), [f"synthetic scene {i} (seed {seed})"
+                                                                    for i in range(n)]
             frames[(h, w)] = normalize(raw, self.pre)
+            self.frame_sources[(h, w)] = [f"{name} at {h}x{w}" for name in names]
         source = str(self.opts.calib) if self.opts.calib is not None else "synthetic scenes (rtseg.export.scenes)"
         self.frames_info = {"source": source, "sizes": [[*s, int(f.shape[0])] for s, f in frames.items()]}
         return frames
@@ -158,7 +164,7 @@ class _Export:
         report = None
         src_sha, calib_sha = B.sha256_file(onnx_path), _array_digest(calib)  # the same for every attempt
         for policy in ATTEMPTS:
-            key = B.hash_key("fp16", src_sha, calib_sha, policy.as_dict(), converter)
+            key = B.hash_key("fp16", src_sha, calib_sha, policy.as_dict(), converter, self.tools)
             t = time.perf_counter()
             if not self.opts.force and self.steps.reusable("fp16", key, [dst]):
                 note = "reused"
@@ -170,7 +176,7 @@ class _Export:
                         raise
                     self.say(f"  onnx_fp16  {exc}; falling back to rtseg's converter")
                     converter = "rtseg"
-                    key = B.hash_key("fp16", src_sha, calib_sha, policy.as_dict(), converter)
+                    key = B.hash_key("fp16", src_sha, calib_sha, policy.as_dict(), converter, self.tools)
                     convert(onnx_path, dst, calib, self.input_name, policy, converter)
                 self.steps.finish("fp16", key, [dst])
                 note = f"{time.perf_counter() - t:.1f} s"
@@ -182,7 +188,7 @@ class _Export:
         return B.artifact(self.out, B.FP16_FILE), report
 
     def engine(self, src: Path) -> tuple[dict | None, dict, dict]:
-        from .tensorrt import EngineRunner, build_engine, tensorrt_missing_reason
+        from .tensorrt import build_engine, tensorrt_missing_reason
 
         dst = self.out / B.ENGINE_FILE
         reason = tensorrt_missing_reason()
@@ -198,7 +204,7 @@ class _Export:
 
         gpu = gpu_info()
         key = B.hash_key("engine", B.sha256_file(src), self.shapes.as_dict(), self.opts.workspace_mib,
-                         trt.__version__, gpu.compute_capability)
+                         trt.__version__, gpu.compute_capability, gpu.name, self.tools)
         t = time.perf_counter()
         if not self.opts.force and self.steps.reusable("engine", key, [dst]):
             stamp, note = self.steps.extra("engine").get("stamp", {}), "reused"
@@ -206,25 +212,37 @@ class _Export:
             stamp = build_engine(src, dst, self.input_name, self.shapes, self.opts.workspace_mib)
             self.steps.finish("engine", key, [dst], stamp=stamp)
             note = f"{time.perf_counter() - t:.1f} s"
-        report = self.compare("engine", dst, self.opts.gates["engine"], runner=EngineRunner(dst))
+        from ..runtime.tensorrt import TensorRTRunner
+
+        with TensorRTRunner(dst) as runner:
+            report = self.compare("engine", dst, self.opts.gates["engine"], runner=runner)
         self._say_check("engine", B.ENGINE_FILE, report, note)
         return B.artifact(self.out, B.ENGINE_FILE), stamp, report
 
     # -- verification --------------------------------------------------------------------------------------
     def compare(self, name: str, path: Path, gate: float, runner=None) -> dict:
-        from .verify import compare, onnxruntime_runner
+        from .verify import compare, first_nonfinite_node, onnxruntime_runner
 
+        locate = None if runner is not None else (lambda x: first_nonfinite_node(path, x))
         runner = runner or onnxruntime_runner(path)
-        return compare(name, runner, self.reference, self.output_kind, self.upsample, gate)
+        return compare(name, runner, self.reference, self.output_kind, self.upsample, gate, locate=locate)
 
     def _say_check(self, name: str, file: str, report: dict, note: str | None = None) -> None:
         if "agreement" not in report:
             self.say(f"  {name:<10} {file:<16} {report.get('skipped', '')}")
             return
+        if "nonfinite" in report:
+            bad = report["nonfinite"]
+            where = f", first at {bad['first_node']}" if bad.get("first_node") else ""
+            self.say(f"  {name:<10} {file:<16} NaN/inf in the output on {bad['frame']}{where}  FAILED")
+            return
         err = ""
         if "max_abs_err" in report:
             err = f"  max|err| {report['max_abs_err']:.3g} (max|logit| {report['max_abs_ref']:.3g})"
         verdict = "ok" if report["passed"] else "FAILED"
+        worst = report.get("worst_frame")
+        if worst and worst["agreement"] < report["gate"]:
+            verdict += f" (worst frame {100 * worst['agreement']:.2f}%: {worst['frame']})"
         extra = f"  [{note}]" if note else ""
         self.say(f"  {name:<10} {file:<16} agreement {100 * report['agreement']:.3f}%{err}"
                  f"  gate {100 * report['gate']:.2f}% {verdict}{extra}")
@@ -235,8 +253,9 @@ class _Export:
         import onnxruntime
 
         names, palette = class_table(self.num_classes, self.opts.classes)
-        build = {"rtseg": __version__, "torch": _version("torch"), "onnx": onnx.__version__,
-                 "onnxruntime": onnxruntime.__version__, "modelopt": _version("nvidia-modelopt"),
+        build = {"rtseg": __version__, "rtseg_code": self.tools["rtseg_code"], "torch": self.tools["torch"],
+                 "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+                 "onnxslim": self.tools["onnxslim"], "modelopt": self.tools["nvidia-modelopt"],
                  "tensorrt": stamp.get("tensorrt"), "gpu": stamp.get("gpu"),
                  "compute_capability": stamp.get("compute_capability"), "opset": OPSET,
                  "command": self.opts.command or None}
@@ -302,7 +321,7 @@ class _FromTorch(_Export):
         if opts.weights is None:
             self.say(f"note: no --weights given; exporting {info.name} with untrained initial weights")
         self.model_name, self.family = info.name, info.family
-        self.pre = opts.preprocessing or _default_pre(info.name, info.family)
+        self.pre = opts.preprocessing(info.name, info.family, base=self._checkpoint_pre())
         self.input_name, self.output_kind = INPUT_NAME, opts.head
         self.output_name = "logits" if opts.head == "logits" else "labels"
         up = self.model.final_upsample
@@ -313,8 +332,17 @@ class _FromTorch(_Export):
                             "weights_sha256": weights_sha if opts.weights else None,
                             "output_stride": info.output_stride}
         self.onnx_key = B.hash_key("onnx", info.name, self.num_classes, weights_sha, self.shapes.as_dict(),
-                                   opts.head, OPSET, opts.exporter, __version__, _version("torch"))
+                                   opts.head, OPSET, opts.exporter, B.tool_versions())
         self.title = info.name
+
+    def _checkpoint_pre(self) -> Preprocessing | None:
+        """The preprocessing the loaded checkpoint declares (e.g. DIGITS' input shift), if any."""
+        pre = getattr(self.model, "checkpoint_preprocessing", None)
+        if not pre:
+            return None
+        self.say(f"note: input preprocessing from the checkpoint: {pre['channel_order']} pixels in"
+                 f" 0..{pre['value_scale']:g}, mean {tuple(pre['mean'])}, std {tuple(pre['std'])}")
+        return Preprocessing(tuple(pre["mean"]), tuple(pre["std"]), pre["channel_order"], float(pre["value_scale"]))
 
     def fp32_graph(self, path: Path) -> None:
         from .torch_onnx import export_torch
@@ -328,10 +356,10 @@ class _FromTorch(_Export):
         self._onnx_note = f"{time.perf_counter() - t:.1f} s"
 
     def make_reference(self, onnx_path: Path):
-        from .verify import build_reference, torch_runner
+        from .verify import build_reference, first_nonfinite_module, torch_runner
 
         return build_reference(torch_runner(self.model, self.opts.head), self.frames, self.output_kind,
-                               self.upsample)
+                               self.upsample, self.frame_sources, lambda x: first_nonfinite_module(self.model, x))
 
     def verify_fp32(self, onnx_path: Path) -> dict:
         report = self.compare("onnx", onnx_path, self.opts.gates["onnx"])
@@ -343,7 +371,9 @@ class _BringYourOwn(_Export):
     reference_name = "onnx fp32 (no PyTorch model for --onnx)"
 
     def prepare(self) -> None:
+        from ..models.file_kind import check_onnx_file
         from .torch_onnx import inspect_segmentation_graph
+        from .verify import first_nonfinite_initializer
 
         opts = self.opts
         src = Path(opts.onnx)
@@ -351,8 +381,12 @@ class _BringYourOwn(_Export):
             raise RtsegError(f"--onnx {src}: no such file; pass the path of a .onnx model")
         if opts.num_classes is None:
             raise RtsegError("--num-classes is required with --onnx")
+        check_onnx_file(src)
         self.num_classes = int(opts.num_classes)
         io = inspect_segmentation_graph(src, self.num_classes)
+        if (name := first_nonfinite_initializer(src)) is not None:
+            raise RtsegError(f"{src.name}: weight {name!r} holds NaN or infinity (a diverged training run?); export"
+                             f" the model from a checkpoint before it diverged")
         if opts.input_size is None and io.static_hw is not None:
             opts.input_size = io.static_hw
         self.shapes = self._shapes_from_options()
@@ -361,7 +395,7 @@ class _BringYourOwn(_Export):
                              f" fixed); pass --input-size {io.static_hw[0]}x{io.static_hw[1]} without --dynamic")
         self.io = io
         self.model_name, self.family = src.stem, "onnx"
-        self.pre = opts.preprocessing or _default_pre(None, None)
+        self.pre = opts.preprocessing(None, None)
         self.input_name, self.output_name, self.output_kind = io.input_name, io.output_name, io.kind
         self.upsample = {"mode": "bilinear", "size": "input", "align_corners": bool(opts.align_corners)}
         self.size_multiple = 1
@@ -372,19 +406,20 @@ class _BringYourOwn(_Export):
     def fp32_graph(self, path: Path) -> None:
         from .torch_onnx import import_onnx
 
-        key = B.hash_key("onnx-import", self.src_sha, OPSET, __version__)
+        key = B.hash_key("onnx-import", self.src_sha, OPSET, self.tools)
         if self.opts.force or not self.steps.reusable("onnx", key, [path]):
-            import_onnx(Path(self.opts.onnx), path)
+            import_onnx(Path(self.opts.onnx), path, self.shapes.opt)
             self.steps.finish("onnx", key, [path])
 
     def make_reference(self, onnx_path: Path):
-        from .verify import build_reference, onnxruntime_runner
+        from .verify import build_reference, first_nonfinite_node, onnxruntime_runner
 
         run = onnxruntime_runner(onnx_path)
         for size, x in self.frames.items():  # the graph must run at every size and give a per-pixel output
             out = run(x[:1])
             self._check_output(out, size)
-        return build_reference(run, self.frames, self.output_kind, self.upsample)
+        return build_reference(run, self.frames, self.output_kind, self.upsample, self.frame_sources,
+                               lambda x: first_nonfinite_node(onnx_path, x))
 
     def _check_output(self, out: np.ndarray, size: tuple[int, int]) -> None:
         h, w = size
@@ -404,12 +439,6 @@ class _BringYourOwn(_Export):
 
     def verify_fp32(self, onnx_path: Path) -> dict:
         return {"skipped": "the FP32 graph is the reference (no PyTorch model for --onnx)", "passed": True}
-
-
-def _default_pre(name, family) -> Preprocessing:
-    from .recipes import default_preprocessing
-
-    return default_preprocessing(name, family)
 
 
 def _size_text(shapes: Shapes) -> str:
@@ -439,13 +468,3 @@ def _precision_counts(path: Path) -> dict:
         half += t == onnx.TensorProto.FLOAT16
         full += t == onnx.TensorProto.FLOAT
     return {"fp16": half, "fp32": full}
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-

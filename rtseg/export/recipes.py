@@ -1,8 +1,9 @@
 """Export recipes (``export/*.toml``) and the per-family input preprocessing of the public checkpoints.
 
 A recipe is the command line written down: ``[model]`` (name, num_classes, classes, weights), ``[input]``
-(size, dynamic range, mean/std/channel order/value scale), ``[export]`` (head, precision, gates, ...). Keys mirror
-the ``rtseg export`` flags; flags given on the command line win over the recipe.
+(size, dynamic range, mean/std/channel order/value scale), ``[export]`` (head, precision, gates, ...). The keys are
+those of :class:`~rtseg.export.options.ExportOptions` (each option names its recipe key); flags given on the command
+line win over the recipe.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ _PREPROCESSING = {
     "bisenet": Preprocessing((0.3257, 0.3690, 0.3223), (0.2112, 0.2148, 0.2115), "RGB", 1.0),
     # wkentaro/pytorch-fcn (Caffe weights): BGR, raw 0..255 minus the VGG mean, no std.
     "fcn_vgg16": Preprocessing((104.00698793, 116.66876762, 122.67891434), (1.0, 1.0, 1.0), "BGR", 255.0),
+    # voc-fcn-alexnet (Caffe): the FCN data layer's BGR VOC mean on raw 0..255 pixels. DIGITS' variant subtracts 116
+    # instead; its checkpoint says so (FCNAlexNet.checkpoint_preprocessing), which the export prefers.
+    "fcn_alexnet": Preprocessing((104.00698793, 116.66876762, 122.67891434), (1.0, 1.0, 1.0), "BGR", 255.0),
     # meetps/pytorch-semseg ICNet (converted Caffe weights): BGR, raw 0..255 minus the Pascal mean, no std.
     "icnet_ptsemseg": Preprocessing((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), "BGR", 255.0),
 }
@@ -27,39 +31,29 @@ _PREPROCESSING = {
 def default_preprocessing(model_name: str | None, family: str | None) -> Preprocessing:
     """The normalisation the public checkpoints of ``model_name`` were trained with (ImageNet otherwise)."""
     name = (model_name or "").lower()
-    for key in ("fcn_vgg16", "icnet_ptsemseg"):
+    for key in ("fcn_vgg16", "fcn_alexnet", "icnet_ptsemseg"):
         prefix, suffix = key.split("_", 1)
         if name.startswith(prefix) and suffix in name:
             return _PREPROCESSING[key]
     return _PREPROCESSING.get(family or "", IMAGENET)
 
 
-# recipe table.key -> export option name
-_KEYS = {
-    ("model", "name"): "model", ("model", "num_classes"): "num_classes", ("model", "classes"): "classes",
-    ("model", "weights"): "weights", ("model", "onnx"): "onnx",
-    ("input", "size"): "input_size", ("input", "dynamic"): "dynamic", ("input", "mean"): "mean",
-    ("input", "std"): "std", ("input", "channel_order"): "channel_order", ("input", "value_scale"): "value_scale",
-    ("export", "head"): "head", ("export", "precision"): "precision", ("export", "calib"): "calib",
-    ("export", "out"): "out", ("export", "workspace_mib"): "workspace", ("export", "gate_fp32"): "gate_fp32",
-    ("export", "gate_fp16"): "gate_fp16", ("export", "gate_engine"): "gate_engine",
-    ("export", "calib_frames"): "calib_frames", ("export", "fp16_converter"): "fp16_converter",
-}
-
-
 def load_recipe(path: str | Path) -> dict:
     """Read a recipe into ``{option: value}``; relative paths in it are taken from the recipe's folder."""
+    from .options import recipe_keys
+
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    except ModuleNotFoundError:  # Python 3.10: the tomli backport, a dependency there (pyproject.toml)
         import tomli as tomllib
     path = Path(path)
     if not path.is_file():
         raise RtsegError(f"recipe not found: {path}; the recipes live in export/*.toml")
     try:
         data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise RtsegError(f"recipe {path} is not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RtsegError(f"recipe {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    keys = recipe_keys()
     options = {}
     for table, entries in data.items():
         if table == "about":
@@ -67,10 +61,11 @@ def load_recipe(path: str | Path) -> dict:
         if not isinstance(entries, dict):
             raise RtsegError(f"recipe {path}: top-level key {table!r} must be a table ([model], [input], [export])")
         for key, value in entries.items():
-            option = _KEYS.get((table, key))
+            option = keys.get((table, key))
             if option is None:
-                raise RtsegError(f"recipe {path}: unknown key {table}.{key}")
-            if option in ("weights", "onnx", "calib", "out") and value:
+                known = ", ".join(f"{t}.{k}" for t, k in keys if t == table) or "[model], [input], [export]"
+                raise RtsegError(f"recipe {path}: unknown key {table}.{key} (known: {known})")
+            if option in ("weights", "onnx", "calib", "out") and isinstance(value, str) and value:
                 value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
             options[option] = value
     if "model" not in options and "onnx" not in options:

@@ -99,6 +99,12 @@ def _scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def load_frames(source: str | os.PathLike, count: int, height: int, width: int) -> np.ndarray:
     """Up to ``count`` frames from an image, a folder of images or a video, resized to ``(H, W)``: uint8 RGB."""
+    return load_frames_named(source, count, height, width)[0]
+
+
+def load_frames_named(source: str | os.PathLike, count: int, height: int, width: int
+                      ) -> tuple[np.ndarray, list[str]]:
+    """:func:`load_frames`, with the name of each frame's origin (file name, or video name and frame index)."""
     cv2 = _cv2()
     path = Path(source)
     if not path.exists():
@@ -108,12 +114,14 @@ def load_frames(source: str | os.PathLike, count: int, height: int, width: int) 
         if not files:
             raise RtsegError(f"--calib {source}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         step = max(1, len(files) // count)
-        images = [_read_image(cv2, p) for p in files[::step][:count]]
+        chosen = files[::step][:count]
+        images, names = [_read_image(cv2, p) for p in chosen], [p.name for p in chosen]
     elif path.suffix.lower() in IMAGE_SUFFIXES:
-        images = [_read_image(cv2, path)]
+        images, names = [_read_image(cv2, path)], [path.name]
     else:
-        images = _read_video(cv2, path, count)
-    return np.stack([_resize(cv2, im, height, width) for im in images])
+        images, indices = _read_video(cv2, path, count)
+        names = [f"{path.name} frame {i}" for i in indices]
+    return np.stack([_resize(cv2, im, height, width) for im in images]), names
 
 
 def _cv2():
@@ -131,22 +139,23 @@ def _read_image(cv2, path: Path) -> np.ndarray:
     return bgr[..., ::-1]  # (H, W, 3) RGB
 
 
-def _read_video(cv2, path: Path, count: int) -> list[np.ndarray]:
+def _read_video(cv2, path: Path, count: int) -> tuple[list[np.ndarray], list[int]]:
     cap = cv2.VideoCapture(str(path))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
     step = max(1, total // count) if total > 0 else 1
-    frames, index = [], 0
+    frames, indices, index = [], [], 0
     while cap.isOpened() and len(frames) < count:
         ok, bgr = cap.read()
         if not ok:
             break
         if index % step == 0:
             frames.append(bgr[..., ::-1])
+            indices.append(index)
         index += 1
     cap.release()
     if not frames:
         raise RtsegError(f"--calib {path}: cannot read frames; pass images, a folder of images or a video file")
-    return frames
+    return frames, indices
 
 
 def _resize(cv2, rgb: np.ndarray, height: int, width: int) -> np.ndarray:

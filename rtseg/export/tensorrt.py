@@ -7,7 +7,7 @@ ignored, so none is passed. There is no ``BuilderFlag.FP16`` (removed in 11.x) a
 H x W gets one optimisation profile (min/opt/max). The timing cache persists in the user's cache directory, per
 TensorRT version and GPU, so rebuilds are fast. The builder's progress is shown as a bar on stderr through an
 ``IProgressMonitor``. Inference uses the name-based I/O API (``set_input_shape``, ``set_tensor_address``,
-``execute_async_v3``) with device memory and a stream from cuda-python.
+``execute_async_v3``) lives in :mod:`rtseg.runtime.tensorrt`.
 
 ``tensorrt`` and ``cuda-python`` are imported only inside the functions that need them.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import re
 import sys
 import threading
@@ -25,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import RtsegError, missing_dependency
 from .bundle import ENGINE_FILE, atomic_path, read_manifest
@@ -119,9 +117,9 @@ def _logger():
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("RTSEG_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "rtseg")
-    return Path(base) / "tensorrt"
+    from ..files import cache_dir
+
+    return cache_dir("tensorrt")
 
 
 def timing_cache_path(trt_version: str, gpu: GpuInfo, cache_dir: Path | None = None) -> Path:
@@ -316,115 +314,6 @@ def _save_timing_cache(cache, cache_file: Path) -> None:
             tmp.write_bytes(memoryview(data))
     except OSError:
         pass  # a read-only cache directory only costs time on the next build
-
-
-class EngineRunner:
-    """Run an engine on host arrays (verification, tests): copies in, ``execute_async_v3``, copies out.
-
-    Device memory and the stream come from cuda-python's runtime API, which shares the device's primary context
-    with TensorRT; pointers and the stream handle go to TensorRT as plain ints.
-    """
-
-    def __init__(self, engine_path: Path, output: str | None = None):
-        import tensorrt as trt
-
-        try:
-            from cuda.bindings import runtime as cudart
-        except ModuleNotFoundError:
-            raise missing_dependency("cuda-python", "tensorrt") from None
-
-        self._trt, self._cudart, self._stream = trt, cudart, None
-        self._runtime = trt.Runtime(_logger())
-        self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
-            raise RtsegError(f"TensorRT cannot load {engine_path} (built by another TensorRT version or for another"
-                             " GPU?); rebuild it with rtseg export")
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise RtsegError(f"TensorRT cannot create an execution context for {engine_path} (out of GPU memory?)")
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(self.inputs) != 1 or not self.outputs:
-            raise RtsegError(f"{engine_path} has inputs {self.inputs} and outputs {self.outputs}; an image"
-                             " segmentation engine has one input and at least one output")
-        if output is not None and output not in self.outputs:
-            raise RtsegError(f"{engine_path} has no output {output!r} (its outputs: {', '.join(self.outputs)})")
-        self.output = output or self.outputs[0]
-        self._stream = _check(cudart.cudaStreamCreate())
-
-    def _nptype(self, name: str):
-        dtype = self.engine.get_tensor_dtype(name)
-        try:
-            return np.dtype(self._trt.nptype(dtype))
-        except TypeError:
-            raise RtsegError(f"engine tensor {name!r} has type {dtype}, which has no NumPy equivalent") from None
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:  # (N, 3, H, W) float32 -> the engine's output
-        cudart = self._cudart
-        name = self.inputs[0]
-        x = np.ascontiguousarray(x, dtype=self._nptype(name))
-        if not self.context.set_input_shape(name, tuple(int(d) for d in x.shape)):
-            raise RtsegError(f"the engine takes {name} {self._accepted_shapes(name)}, not {list(x.shape)}; rebuild it"
-                             " with a --dynamic range that covers this size")
-        buffers, results = [], []
-        try:
-            ptr = _check(cudart.cudaMalloc(x.nbytes))
-            buffers.append(ptr)
-            _check(cudart.cudaMemcpy(ptr, x.ctypes.data, x.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
-            self.context.set_tensor_address(name, int(ptr))
-            for out in self.outputs:
-                shape = tuple(self.context.get_tensor_shape(out))
-                if any(d < 0 for d in shape):
-                    raise RtsegError(f"engine output {out!r} has a data-dependent shape {list(shape)}; not supported")
-                host = np.empty(shape, self._nptype(out))
-                dev = _check(cudart.cudaMalloc(max(host.nbytes, 1)))
-                buffers.append(dev)
-                self.context.set_tensor_address(out, int(dev))
-                results.append((out, host, dev))
-            if not self.context.execute_async_v3(int(self._stream)):
-                raise RtsegError("TensorRT execution failed; see the TensorRT messages above")
-            _check(cudart.cudaStreamSynchronize(self._stream))
-            for _, host, dev in results:
-                if host.nbytes:
-                    _check(cudart.cudaMemcpy(host.ctypes.data, dev, host.nbytes,
-                                             cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost))
-        finally:
-            for b in buffers:
-                cudart.cudaFree(b)
-        out = next(host for n, host, _ in results if n == self.output)
-        return out.astype(np.float32) if out.dtype == np.float16 else out
-
-    def _accepted_shapes(self, name: str) -> str:
-        fixed = [int(d) for d in self.engine.get_tensor_shape(name)]
-        if all(d >= 0 for d in fixed):
-            return f"only the shape {fixed}"
-        lo, _, hi = ([int(d) for d in dims] for dims in self.engine.get_tensor_profile_shape(name, 0))
-        return f"shapes from {lo} to {hi}"
-
-    def close(self) -> None:
-        """Release the stream (the engine and context go with the object)."""
-        stream, self._stream = getattr(self, "_stream", None), None
-        if stream is not None:
-            self._cudart.cudaStreamDestroy(stream)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        with contextlib.suppress(Exception):  # at interpreter exit the driver may be gone
-            self.close()
-
-
-def _check(result):
-    """Unpack a cuda-python ``(err, *values)`` result; raise on an error code."""
-    err, *rest = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise RtsegError(f"CUDA call failed: {getattr(err, 'name', err)}")
-    return rest[0] if len(rest) == 1 else (tuple(rest) or None)
 
 
 def stamp_problems(build: dict, trt_version: str, here: GpuInfo) -> list[str]:

@@ -93,7 +93,7 @@ def export_torch(model, path: Path, shapes: Shapes, head: str, opset: int = OPSE
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise RtsegError(f"ONNX export of {getattr(model, 'model_name', '') or type(model).__name__} failed:"
                              f" {first}") from None
-        finalize_graph(tmp)
+        finalize_graph(tmp, shapes.opt)
 
 
 def _export_dynamo(module, x, tmp: Path, shapes: Shapes, output: str, opset: int) -> None:
@@ -109,8 +109,12 @@ def _export_dynamo(module, x, tmp: Path, shapes: Shapes, output: str, opset: int
     program.save(str(tmp))
 
 
-def finalize_graph(path: Path) -> None:
-    """onnx.checker, shape inference and onnxslim, in place. A simplification that changes outputs is dropped."""
+def finalize_graph(path: Path, size: tuple[int, int] | None = None) -> None:
+    """onnx.checker, shape inference and onnxslim, in place.
+
+    The simplified graph is kept only when it was run and gave the same outputs as the original at ``size`` (or the
+    graph's own static size); a simplification that could not be checked is dropped like one that changed outputs.
+    """
     import onnx
 
     model = onnx.load(str(path))
@@ -120,7 +124,7 @@ def finalize_graph(path: Path) -> None:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise RtsegError(f"the exported graph does not pass onnx.checker: {str(exc).splitlines()[0][:300]}") from None
     simplified = _slim(model)
-    if simplified is not None and _same_outputs(model, simplified):
+    if simplified is not None and _same_outputs(model, simplified, size) is True:
         model = simplified
     onnx.save(model, str(path))
 
@@ -139,8 +143,8 @@ def _slim(model):
         return None
 
 
-def _same_outputs(a, b) -> bool:
-    """Both graphs give the same outputs (to float rounding) on one input at the graph's own static size."""
+def _same_outputs(a, b, size: tuple[int, int] | None = None) -> bool | None:
+    """Whether both graphs give the same outputs (to float rounding) on one input; None where they cannot be run."""
     import onnxruntime as ort
 
     feeds = None
@@ -149,15 +153,18 @@ def _same_outputs(a, b) -> bool:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # 2x faster to load big graphs
     opts.log_severity_level = 3
     for m in (a, b):
-        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        if feeds is None:
-            inp = sess.get_inputs()[0]
-            shape = [d if isinstance(d, int) else 64 for d in inp.shape]
-            feeds = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
         try:
+            sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            if feeds is None:
+                inp = sess.get_inputs()[0]
+                fill = [1, 3, *(size or (64, 64))]
+                shape = [d if isinstance(d, int) else fill[i] if i < len(fill) else 1 for i, d in enumerate(inp.shape)]
+                feeds = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
             outs.append(sess.run(None, feeds)[0])
-        except Exception:  # noqa: BLE001 - the guessed size may not suit a dynamic graph; skip the check
-            return True
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types; the caller keeps the original
+            log.info("the simplified graph could not be checked (%s); keeping the graph as exported",
+                     str(exc).splitlines()[0][:200])
+            return None
     scale = max(1.0, float(np.abs(outs[0]).max()))
     return outs[0].shape == outs[1].shape and float(np.abs(outs[0] - outs[1]).max()) <= 1e-4 * scale
 
@@ -213,7 +220,7 @@ def _dims(value_info) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
 
 
-def import_onnx(src: Path, dst: Path) -> None:
+def import_onnx(src: Path, dst: Path, size: tuple[int, int] | None = None) -> None:
     """Copy a user's ONNX graph into the bundle as one self-contained file, checked and simplified."""
     import onnx
 
@@ -230,4 +237,4 @@ def import_onnx(src: Path, dst: Path) -> None:
                              f" re-export it with opset >= {OPSET}") from None
     with atomic_path(dst) as tmp:
         onnx.save(model, str(tmp))
-        finalize_graph(tmp)
+        finalize_graph(tmp, size)

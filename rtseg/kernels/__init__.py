@@ -6,6 +6,10 @@ synchronisation); a NumPy array or CPU tensor goes to the C++ twin (:mod:`rtseg.
 same arithmetic from cpp_ext/rtseg_pixel.h. :mod:`rtseg.kernels.reference` states what they compute in plain
 PyTorch / NumPy.
 
+Under the CUDA kernels, and shared with the runtime: :mod:`~rtseg.kernels.nvrtc` (run-time compilation and its
+cache), :mod:`~rtseg.kernels.driver` (driver, devices, contexts), :mod:`~rtseg.kernels.device` (device arrays,
+buffers, pinned host memory, copies) and :mod:`~rtseg.kernels.streams` (streams, events).
+
 Label dtype: uint8 for up to 255 classes, int32 above (see :func:`label_dtype`).
 """
 
@@ -17,8 +21,8 @@ import numpy as np
 
 from .cpu import default_threads as default_threads
 from .cpu import label_dtype as label_dtype
-from .cuda import DeviceArray as DeviceArray
-from .cuda import is_device_array as is_device_array
+from .device import DeviceArray as DeviceArray
+from .device import is_device_array as is_device_array
 
 #: ImageNet statistics in RGB order, in units of pixel / 255 (the usual torchvision normalisation)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -46,6 +46,9 @@ class SegmentationModel(nn.Module):
     min_size: int = 1
     #: state_dict key prefixes of the public checkpoints that the main logits do not use (aux heads, fc, ...)
     ignored_checkpoint_prefixes: tuple[str, ...] = ()
+    #: input preprocessing a loaded checkpoint brings with it (e.g. DIGITS' "minus 116" Power layer), as
+    #: ``{"mean", "std", "channel_order", "value_scale"}``; None: the model's default (rtseg.export.recipes)
+    checkpoint_preprocessing: dict | None = None
 
     num_classes: int
     model_name: str = ""

@@ -2,7 +2,8 @@
 
 The released checkpoints (``fcn32s_from_caffe.pth``, ``fcn16s_from_caffe.pth``, ``fcn8s_from_caffe.pth``,
 ``fcn8s-atonce_from_caffe.pth``) are plain state_dicts converted from the Caffe models, with top-level keys
-``conv1_1`` ... ``conv5_3``, ``fc6``, ``fc7``, ``score_fr``, ``score_pool{3,4}`` and ``upscore*``.
+``conv1_1`` ... ``conv5_3``, ``fc6``, ``fc7``, ``score_fr``, ``score_pool{3,4}`` and ``upscore*``: the Caffe layer
+names, so the original ``.caffemodel`` files load too (:mod:`rtseg.models.caffe`).
 
 What makes these networks unusual, and what this file reproduces:
 
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import RtsegError
 from .base import FinalUpsample, SegmentationModel
 from .registry import register_model
 
@@ -150,6 +152,26 @@ class FCN8s(FCNVGG16):
         self.upscore2 = self._deconv(4, 2)
         self.upscore8 = self._deconv(16, 8)
         self.upscore_pool4 = self._deconv(4, 2)
+
+    def adapt_checkpoint(self, state: dict) -> dict:
+        """Check and drop the at-once Caffe file's ``scale_pool4``/``scale_pool3`` (frozen constant Scale layers).
+
+        wkentaro's .pth files leave them out; the Caffe file keeps them, which tells the two forms apart, so a
+        checkpoint whose scales differ from this model's is an error rather than silently wrong logits.
+        """
+        if not any(k.startswith(("scale_pool4.", "scale_pool3.")) for k in state):
+            return state
+        state = dict(state)
+        for layer, expected in (("scale_pool4", self.pool4_scale), ("scale_pool3", self.pool3_scale)):
+            blob = state.pop(f"{layer}.weight", None)
+            if blob is not None and not torch.allclose(blob.double(), torch.tensor(expected, dtype=torch.float64),
+                                                       rtol=1e-5, atol=0):
+                name = getattr(self, "model_name", "") or type(self).__name__
+                found = f"{float(blob.flatten()[0]):g}"
+                hint = "fcn8s_atonce_vgg16" if expected == 1.0 else "fcn8s_vgg16"
+                raise RtsegError(f"checkpoint scales {layer[6:]} by {found} but {name} by {expected:g}:"
+                                 f" use --model {hint}")
+        return state
 
     def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, C, H, W)
         pool3, pool4, score = self.trunk(x)

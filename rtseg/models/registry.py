@@ -16,6 +16,7 @@ from ..errors import RtsegError
 _FAMILY_MODULES = (
     "rtseg.models.fcn",
     "rtseg.models.fcn_resnet",
+    "rtseg.models.fcn_alexnet",
     "rtseg.models.bisenet",
     "rtseg.models.fast_scnn",
     "rtseg.models.icnet",

@@ -37,6 +37,11 @@ def load(bundle: str | os.PathLike, backend: str = "auto", device: str | None = 
     b = open_bundle(bundle)
     runner, why = choose_runner(b, backend, device, precision, weights, threads)
     seg = Segmenter(b, runner, why, input_size)
+    if runner.on_gpu and runner.backend == "onnxruntime" and runner.stream is None:
+        from .gpu import new_stream
+
+        runner.stream_owner = new_stream(runner.device)  # ORT computes on it (user_compute_stream)
+        runner.stream = int(runner.stream_owner.cuda_stream)
     runner.activate()
     return seg
 

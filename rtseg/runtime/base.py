@@ -68,6 +68,11 @@ class Runner:
     def describe(self) -> dict:
         return {"backend": self.backend, "device": self.device, "provider": self.provider}
 
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Host arrays in and out (export's verification): activates on first use."""
+        out = self.activate().infer(x)
+        return out if isinstance(out, np.ndarray) else _to_host(out)
+
     def __enter__(self) -> Runner:
         return self.activate()
 
@@ -81,6 +86,12 @@ class Runner:
         raise NotImplementedError
 
     def deactivate_impl(self) -> None: ...
+
+
+def _to_host(out: Any) -> np.ndarray:
+    if hasattr(out, "cpu") and hasattr(out, "numpy"):  # a torch tensor
+        return out.float().cpu().numpy() if str(out.dtype) == "torch.float16" else out.cpu().numpy()
+    raise RtsegError(f"{type(out).__name__} output cannot be read on the host here")
 
 
 def parse_device(device: str | None) -> str | None:

@@ -117,7 +117,7 @@ class OnnxRuntimeRunner(Runner):
 
     def _infer_device(self, x: Any) -> Any:
         """IO binding: the input read where it lies on the GPU, the output left there (an ORT-owned OrtValue)."""
-        from ..kernels.cuda import as_device_array
+        from ..kernels.device import as_device_array
 
         arr = as_device_array(x)
         if arr.dtype != self.input_dtype:
@@ -144,7 +144,7 @@ class OnnxRuntimeRunner(Runner):
 
 def ortvalue_device_array(value, device: int) -> Any:
     """A GPU OrtValue as a DeviceArray the CUDA kernels read in place."""
-    from ..kernels.cuda import DeviceArray
+    from ..kernels.device import DeviceArray
 
     dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
              "tensor(int64)": np.int64}.get(value.data_type())

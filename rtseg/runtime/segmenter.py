@@ -25,6 +25,7 @@ class SegmentResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: preprocess, infer, postprocess
     score: np.ndarray | None = None  # (H, W) float32 winning interpolated logit, when asked for
     input_size: tuple[int, int] | None = None  # the network input size this frame ran at
+    overlay: np.ndarray | None = None  # (H, W, 3) BGR frame with the class colours blended in, when asked for
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class Segmenter:
         self.align_corners = bool(up.get("align_corners", False))
         self.label_dtype = label_dtype(self.num_classes)
         self._inputs: dict[tuple[int, int], np.ndarray] = {}
+        self._gpu = None  # the resident path's buffers, made on the first GPU frame
 
     # -- the surface --------------------------------------------------------------------------------------
     def describe(self) -> dict:
@@ -131,18 +133,34 @@ class Segmenter:
     def input_size_for(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         return self.fixed_size or self.spec.size_for(frame_hw)
 
-    def segment(self, frame: np.ndarray, return_score: bool = False) -> SegmentResult:
-        """Labels for one BGR uint8 frame, at the frame's size, with per-stage timings."""
+    def segment(self, frame: np.ndarray, return_score: bool = False, overlay: float | None = None) -> SegmentResult:
+        """Labels for one BGR uint8 frame, at the frame's size, with per-stage timings (seconds).
+
+        ``overlay=alpha`` also returns the frame with the class colours blended in (on a GPU, made there too).
+        """
         frame = check_frame(frame)
+        if self.runner.on_gpu:
+            return self._segment_gpu(frame, return_score, overlay)
         t0 = time.perf_counter()
         x = self._preprocess(frame)  # (1, 3, h, w)
         t1 = time.perf_counter()
         out = self.runner.infer(x)
         t2 = time.perf_counter()
         labels, score = self._postprocess(out[0], frame.shape[:2], return_score)
+        shown = self.overlay(frame, labels, overlay) if overlay is not None else None
         t3 = time.perf_counter()
         return SegmentResult(labels, {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": t3 - t2}, score,
-                             tuple(x.shape[2:]))
+                             tuple(x.shape[2:]), shown)
+
+    def _segment_gpu(self, frame: np.ndarray, return_score: bool, alpha: float | None) -> SegmentResult:
+        if return_score:
+            raise RtsegError("return_score is not available on the GPU path yet; use device='cpu' for scores")
+        if self._gpu is None:
+            from .gpu import ResidentPath
+
+            self._gpu = ResidentPath(self)
+        labels, timings, shown = self._gpu.enqueue(frame, alpha).wait()
+        return SegmentResult(labels, timings, None, self.input_size_for(frame.shape[:2]), shown)
 
     def segment_batch(self, frames: list[np.ndarray], return_score: bool = False) -> list[SegmentResult]:
         """Several frames. The exported graphs take batch 1, so each frame is one inference call."""
@@ -161,6 +179,8 @@ class Segmenter:
         return colorize(labels, self._palette_bgr)
 
     def close(self) -> None:
+        if self._gpu is not None:
+            self._gpu.close()
         self.runner.deactivate()
         self._inputs.clear()
 

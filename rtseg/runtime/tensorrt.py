@@ -142,7 +142,7 @@ class TensorRTRunner(Runner):
 
     def _infer_device(self, x: Any) -> Any:
         """The input read in place on the GPU; the output left in the runner's buffer (valid until the next call)."""
-        from ..kernels.cuda import DeviceArray, as_device_array
+        from ..kernels.device import DeviceArray, as_device_array
 
         arr = as_device_array(x)
         if arr.dtype != self.input_dtype:

@@ -9,10 +9,15 @@ from ..errors import RtsegError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", help="a bundle folder written by rtseg export")
-    parser.add_argument("--source", required=True,
+    parser.add_argument("bundle", nargs="?", help="a bundle folder written by rtseg export (not with --remote)")
+    parser.add_argument("--source", required=True, action="append",
                         help="a video file, an image, a folder or glob of images, a webcam index (0) or an "
-                             "rtsp://, rtmp:// or http(s):// URL")
+                             "rtsp://, rtmp:// or http(s):// URL; repeat it for several streams into one model"
+                             " (their frames are batched together; each stream's --save/--save-masks/--stats get"
+                             " a _N suffix or a N/ subfolder)")
+    parser.add_argument("--remote", metavar="URL",
+                        help="send the segment stage to an rtseg serve service (http://HOST:PORT) instead of"
+                             " loading a bundle here")
     parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime or torch (default: auto)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: choose)")
     parser.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display)")
@@ -36,7 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime import load
     from .pipeline import SourceFailed, run_pipeline
     from .sinks import gui_missing_reason
     from .sources import open_source
@@ -47,9 +51,13 @@ def run(args: argparse.Namespace) -> int:
         raise RtsegError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.show and (reason := gui_missing_reason()):
         raise RtsegError(reason)
-    source = open_source(args.source, live=args.live, vid_stride=args.vid_stride)
+    if (args.bundle is None) == (args.remote is None):
+        raise RtsegError("pass a BUNDLE to segment here, or --remote URL of an rtseg serve service (not both)")
+    if len(args.source) > 1:
+        return _run_streams(args)
+    source = open_source(args.source[0], live=args.live, vid_stride=args.vid_stride)
     try:
-        seg = load(args.bundle, backend=args.backend, device=args.device)
+        seg = _open_segmenter(args)
     except BaseException:
         source.close()
         raise
@@ -75,6 +83,43 @@ def run(args: argparse.Namespace) -> int:
     _print_summary(summary)
     if summary.signal is not None:
         return 128 + int(summary.signal)
+    return 0
+
+
+def _open_segmenter(args):
+    if args.remote:
+        from ..serve.client import RemoteSegmenter  # standard-library HTTP only: no Ray on the client
+
+        return RemoteSegmenter(args.remote)
+    from ..runtime import load
+
+    return load(args.bundle, backend=args.backend, device=args.device)
+
+
+def _run_streams(args: argparse.Namespace) -> int:
+    """Several --source values into one segmenter, each stream with its own sinks and stats."""
+    from pathlib import Path
+
+    from .streams import run_streams
+
+    if args.show or args.serve:
+        raise RtsegError("--show and --serve take one --source; run one rtseg run per stream to watch them")
+
+    def per_stream(path, k, folder=False):
+        if not path:
+            return None
+        p = Path(path)
+        return str(p / str(k)) if folder else str(p.with_name(f"{p.stem}_{k}{p.suffix}"))
+
+    outputs = [{"save": per_stream(args.save, k), "save_masks": per_stream(args.save_masks, k, folder=True),
+                "stats": per_stream(args.stats, k), "colour_masks": args.colour_masks}
+               for k in range(len(args.source))]
+    with _open_segmenter(args) as seg:
+        summaries = run_streams(seg, args.source, outputs, live=args.live, vid_stride=args.vid_stride,
+                                alpha=args.alpha, max_frames=args.max_frames)
+    for k, summary in enumerate(summaries):
+        print(f"stream {k}: {args.source[k]}")
+        _print_summary(summary)
     return 0
 
 

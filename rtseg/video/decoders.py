@@ -1,7 +1,8 @@
 """Decoders behind the frame sources: PyAV for files and URLs, OpenCV for images and webcams.
 
 A :class:`Decoder` opens on construction (so a bad input fails before anything starts, one line) and
-``frames()`` returns an iterator of ``(index, image, name)`` with BGR uint8 images. A reconnectable decoder
+``frames()`` returns an iterator of ``(index, image, name, decode_s)`` with BGR uint8 images and the seconds spent
+decoding each (waiting for a stream's next packet is not counted). A reconnectable decoder
 (URLs, webcams) can be closed and ``frames()`` called again to reopen it.
 """
 
@@ -11,6 +12,7 @@ import glob
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,10 +48,11 @@ class Decoder:
     total: int | None = None          # frames known ahead
     is_live: bool = False             # decides the buffer policy when the caller does not
     reconnectable: bool = False
+    open_timeout: float = 10.0
     read_timeout: float = 5.0
     skipped: int = 0                  # undecodable files or packets, skipped with a warning
 
-    def frames(self) -> Iterator[tuple[int, np.ndarray, str]]:
+    def frames(self) -> Iterator[tuple[int, np.ndarray, str, float]]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -90,12 +93,12 @@ class AvDecoder(Decoder):
             raise RtsegError(f"{self.target} has no video stream")
         self.container.streams.video[0].thread_type = "AUTO"
 
-    def frames(self) -> Iterator[tuple[int, np.ndarray, str]]:
+    def frames(self) -> Iterator[tuple[int, np.ndarray, str, float]]:
         if self.container is None:
             self._open()
         return self._decode()
 
-    def _decode(self) -> Iterator[tuple[int, np.ndarray, str]]:
+    def _decode(self) -> Iterator[tuple[int, np.ndarray, str, float]]:
         av = self.av
         container = self.container
         stream = container.streams.video[0]
@@ -108,6 +111,7 @@ class AvDecoder(Decoder):
                 break
             except av.error.FFmpegError as exc:
                 raise RtsegError(f"{self.name}: reading stopped after {index} frames: {_av_reason(exc)}") from None
+            start = time.perf_counter()
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError as exc:
@@ -117,8 +121,10 @@ class AvDecoder(Decoder):
                     _av_reason(exc))
                 continue
             for frame in decoded:
-                yield index, frame.to_ndarray(format="bgr24"), ""
+                image = frame.to_ndarray(format="bgr24")
+                yield index, image, "", time.perf_counter() - start
                 index += 1
+                start = time.perf_counter()
         if self.total and index < self.total:
             damaged = f", {self.skipped} damaged packets skipped" if self.skipped else ""
             raise RtsegError(f"{self.name} ended early: {index} of {self.total} frames decoded{damaged} "
@@ -141,19 +147,20 @@ class ImageDecoder(Decoder):
         self.total = len(paths)
         self.fps = None
 
-    def frames(self) -> Iterator[tuple[int, np.ndarray, str]]:
+    def frames(self) -> Iterator[tuple[int, np.ndarray, str, float]]:
         cv2 = self.cv2
         # OpenCV would print its own lines about a broken file; rtseg's one warning per file says it all
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         readable = 0
         for index, path in enumerate(self.paths):
+            start = time.perf_counter()
             image = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.access(path, os.R_OK) else None
             if image is None:
                 self.skipped += 1
                 log.warning("%s: skipped %s (not an image OpenCV can read)", self.name, path.name)
                 continue
             readable += 1
-            yield index, image, str(path)
+            yield index, image, str(path), time.perf_counter() - start
         if not readable:
             raise RtsegError(f"{self.name}: none of its {len(self.paths)} files is a readable image")
 
@@ -179,18 +186,19 @@ class WebcamDecoder(Decoder):
             self.capture = None
             raise RtsegError(f"webcam {self.index} could not be opened (busy, or no permission?)")
 
-    def frames(self) -> Iterator[tuple[int, np.ndarray, str]]:
+    def frames(self) -> Iterator[tuple[int, np.ndarray, str, float]]:
         if self.capture is None:
             self._open()
         return self._read()
 
-    def _read(self) -> Iterator[tuple[int, np.ndarray, str]]:
+    def _read(self) -> Iterator[tuple[int, np.ndarray, str, float]]:
         index = 0
         while True:
+            start = time.perf_counter()  # a camera's read waits for its next frame: that wait is counted here
             ok, image = self.capture.read()
             if not ok or image is None:  # a dropped camera: no frame at all, never a black one
                 raise RtsegError(f"webcam {self.index}: no frame")
-            yield index, image, ""
+            yield index, image, "", time.perf_counter() - start
             index += 1
 
     def close(self) -> None:

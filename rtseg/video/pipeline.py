@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,8 +50,11 @@ class SourceFailed(RtsegError):
 class _Stages:
     """The reader and segment threads between a source and the consumer."""
 
-    def __init__(self, seg, source: FrameSource, max_frames: int | None):
+    def __init__(self, seg, source: FrameSource, max_frames: int | None, overlay: float | None = None):
         self.seg, self.source, self.max_frames = seg, source, max_frames
+        # On a GPU the overlay is made on the model's CUDA stream with the labels (one download, no extra pass);
+        # on the CPU the consumer thread makes it while the model runs the next frame.
+        self.gpu_overlay = overlay if getattr(getattr(seg, "runner", None), "on_gpu", False) else None
         self.stop_reading = threading.Event()   # graceful: what was read is still segmented and handed out
         self.abort = threading.Event()          # the consumer is gone: stop now
         self.lossless = not source.live
@@ -119,10 +123,14 @@ class _Stages:
                     if frame is None:
                         break
                 taken = time.monotonic()
-                r = self.seg.segment(frame.image)
+                if self.gpu_overlay is None:
+                    r = self.seg.segment(frame.image)
+                else:
+                    r = self.seg.segment(frame.image, overlay=self.gpu_overlay)
                 timings = {"decode": frame.decode_s, **r.timings}
                 result = Result(frame.index, frame.image, r.labels, timings, frame.captured,
-                                staleness=taken - frame.captured, name=frame.name)
+                                staleness=taken - frame.captured, name=frame.name,
+                                overlay=getattr(r, "overlay", None))
                 if not self._put(self.results, result):
                     return
                 count += 1
@@ -153,24 +161,25 @@ class _Stages:
             thread.join()
 
 
-def _as_source(source, live, vid_stride, on_state=None) -> tuple[FrameSource, bool]:
+def _as_source(source, live, vid_stride, on_state=None) -> FrameSource:
     if isinstance(source, FrameSource):
-        return source, False
-    return open_source(source, live=live, vid_stride=vid_stride, on_state=on_state), True
+        return source
+    return open_source(source, live=live, vid_stride=vid_stride, on_state=on_state)
 
 
 def iter_results(seg, source, max_frames: int | None = None, *, live: bool | None = None, overlay: bool = False,
                  alpha: float = 0.5, vid_stride: int = 1):
     """Yield a :class:`Result` for every frame segmented (files: every frame, in order; live: the newest).
 
-    ``source`` is anything :func:`open_source` takes, or an open :class:`FrameSource`. Reading and segmenting
-    run on their own threads while the caller's loop works; nothing is kept after it is yielded.
+    ``source`` is anything :func:`open_source` takes, or an open :class:`FrameSource` (closed when the loop
+    ends). Reading and segmenting run on their own threads while the caller's loop works; nothing is kept after
+    it is yielded.
     """
-    src, owned = _as_source(source, live, vid_stride)
-    stages = _Stages(seg, src, max_frames)
+    src = _as_source(source, live, vid_stride)
+    stages = _Stages(seg, src, max_frames, alpha if overlay else None)
     try:
         while (result := stages.next()) is not _END:
-            if overlay:
+            if overlay and result.overlay is None:
                 start = time.perf_counter()
                 result.overlay = seg.overlay(result.frame, result.labels, alpha=alpha)
                 result.timings["overlay"] = time.perf_counter() - start
@@ -179,8 +188,7 @@ def iter_results(seg, source, max_frames: int | None = None, *, live: bool | Non
         stages.raise_errors()
     finally:
         stages.shutdown()
-        if owned:
-            src.close()
+        src.close()
 
 
 class _SignalStop:
@@ -213,10 +221,11 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     """Segment ``source`` into the sinks asked for and return a :class:`RunSummary`.
 
     Sinks: ``save`` (H.264 mp4), ``save_masks`` (a folder of raw-id PNGs), ``serve`` (``[HOST:]PORT``, the browser
-    view), ``show`` (a window), ``stats`` (JSON lines). SIGINT/SIGTERM stop reading, drain what was read and
-    finalise every sink (``summary.signal`` says which). A source that fails mid-run raises
-    :class:`SourceFailed` after the sinks are finalised. ``on_start(outputs)`` is called once the sinks are open
-    (the browser view's URL is in ``outputs["serve"]``).
+    view), ``show`` (a window), ``stats`` (JSON lines). ``source`` may be an open :class:`FrameSource`; the run
+    closes it. SIGINT/SIGTERM stop reading, drain what was read and finalise every sink (``summary.signal`` says
+    which). ``progress`` shows a bar (files) or a status line and state changes (streams) on stderr. A source
+    that fails mid-run raises :class:`SourceFailed` after the sinks are finalised. ``on_start(outputs)`` is called
+    once the sinks are open (the browser view's URL is in ``outputs["serve"]``).
     """
     from .server import BrowserView
     from .sinks import MaskSink, ThreadedSink, VideoFileSink, WindowSink
@@ -226,10 +235,11 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     def on_state(state: str, message: str) -> None:
         for view in views:
             view.set_state(state, message)
+        if progress and state in ("reconnecting", "running") and message:  # a stream dropped, or came back
+            print(f"\nrtseg: {src.name}: {state}: {message}", file=sys.stderr, flush=True)
 
-    src, owned = _as_source(source, live, vid_stride, on_state)
-    if not owned:
-        src.on_state = on_state
+    src = _as_source(source, live, vid_stride, on_state)
+    src.on_state = on_state
     summary = RunSummary(source=src.name, live=src.live, source_fps=src.fps)
     stages_ref: list = []
     stop = _SignalStop(stages_ref, handle_signals)
@@ -240,24 +250,23 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
         run_stats = RunStats(stats)
         if show:
             window = WindowSink(on_quit=lambda: stages_ref and stages_ref[0].stop_reading.set())
-        if save is not None:
-            sinks.append(VideoFileSink(save, src.fps))
-        if save_masks is not None:
-            sinks.append(MaskSink(save_masks, seg.colorize if colour_masks else None))
-        if serve is not None:
+        if serve is not None:  # first: a port in use is the likeliest failure, and it leaves no file behind
             view = BrowserView(serve, seg.class_names, seg.palette, title=src.name,
                                stats=lambda: _live_stats(run_stats, src))
             views.append(view)
             view.set_state(src.state, src.state_message)
             sinks.append(view)
+        if save is not None:
+            sinks.append(VideoFileSink(save, src.fps))
+        if save_masks is not None:
+            sinks.append(MaskSink(save_masks, seg.colorize if colour_masks else None))
     except BaseException:
         for sink in sinks:
             sink.close()
         stop.restore()
         if run_stats is not None:
-            run_stats.close()
-        if owned:
-            src.close()
+            run_stats.discard()
+        src.close()
         raise
     threaded = [ThreadedSink(sink, run_stats, lossless=not src.live) for sink in sinks]
     if on_start is not None:
@@ -265,7 +274,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     bar = _progress(src, progress)
     need_overlay = bool(sinks and (save is not None or serve is not None)) or show
     error: BaseException | None = None
-    stages = _Stages(seg, src, max_frames)
+    stages = _Stages(seg, src, max_frames, alpha if need_overlay else None)
     stages_ref.append(stages)
     if stop.signum is not None:  # a signal that came while the sinks were opening
         stages.stop_reading.set()
@@ -274,7 +283,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
             if result is None:
                 bar.tick(run_stats, src)
                 continue
-            if need_overlay:
+            if need_overlay and result.overlay is None:
                 start = time.perf_counter()
                 result.overlay = seg.overlay(result.frame, result.labels, alpha=alpha)
                 result.timings["overlay"] = time.perf_counter() - start
@@ -290,8 +299,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
         error = exc
     finally:
         stages.shutdown()
-        if owned:
-            src.close()
+        src.close()
         for sink in threaded:
             try:
                 summary.outputs[sink.name] = sink.close()

@@ -46,11 +46,11 @@ body {{ font: 14px sans-serif; margin: 1em; background: #111; color: #eee; }}
 async function poll() {{
   try {{
     const s = await (await fetch('/stats.json', {{cache: 'no-store'}})).json();
+    document.getElementById('offline').style.display = s.state === 'reconnecting' ? 'flex' : 'none';
     const ms = (x) => (x === null || x === undefined) ? '-' : (x * 1000).toFixed(1);
     document.getElementById('stats').textContent =
-      `${{s.state}} | frames ${{s.frames}} | ${{s.fps.toFixed(1)}} fps | drops ${{s.drops}} | ` +
+      `${{s.state}} | frames ${{s.frames}} | ${{(s.fps || 0).toFixed(1)}} fps | drops ${{s.drops}} | ` +
       `latency p50 ${{ms(s.latency_p50)}} ms p99 ${{ms(s.latency_p99)}} ms`;
-    document.getElementById('offline').style.display = s.state === 'reconnecting' ? 'flex' : 'none';
   }} catch (e) {{ document.getElementById('stats').textContent = 'server stopped'; }}
   setTimeout(poll, 500);
 }}
@@ -84,7 +84,7 @@ class BrowserView:
         self.closed = False
         self.last_image: np.ndarray | None = None
         self.state, self.state_message = "starting", ""
-        self.stats = stats or (lambda: {})
+        self.stats = stats or (lambda: {"frames": self.seq, "fps": 0.0, "drops": 0})
         self.quality = jpeg_quality
         self.page = self._page(title, class_names, palette).encode()
         try:
@@ -187,18 +187,23 @@ class BrowserView:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
+                # each part ends with the next boundary, so a browser shows a frame as soon as it arrives
+                try:
+                    self.wfile.write(f"--{_BOUNDARY}\r\n".encode())
+                except OSError:
+                    return
                 sent = 0
                 while True:
                     with view.cond:
-                        view.cond.wait_for(lambda: view.seq != sent or view.closed, timeout=1.0)
+                        view.cond.wait_for(lambda last=sent: view.seq != last or view.closed, timeout=1.0)
                         if view.closed:
                             return
                         if view.seq == sent:
                             continue
                         jpeg, sent = view.jpeg, view.seq
                     try:
-                        self.wfile.write(f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                         f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                        self.wfile.write(f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                                         + jpeg + f"\r\n--{_BOUNDARY}\r\n".encode())
                         self.wfile.flush()
                     except (BrokenPipeError, ConnectionResetError, OSError):
                         return

@@ -55,7 +55,7 @@ def choose_video_codec(av) -> tuple[str, str]:
         try:
             av.codec.Codec(name, "w")
             return name, "mp4"
-        except Exception:  # noqa: BLE001 - PyAV raises different errors for an unknown encoder by version
+        except Exception:  # noqa: BLE001, S112 - PyAV raises different errors for an unknown encoder by version
             continue
     return "mjpeg", "avi"
 
@@ -138,6 +138,7 @@ class MaskSink:
     def __init__(self, folder, colorize=None):
         self.cv2 = import_cv2()
         self.folder = Path(folder)
+        self.created = not self.folder.exists()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             if colorize is not None:
@@ -164,6 +165,11 @@ class MaskSink:
         self.frames += 1
 
     def close(self) -> dict:
+        if not self.frames and self.created:  # a run that never started leaves no empty folder behind
+            for folder in (self.folder / "colour", self.folder):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            return {"path": None, "frames": 0}
         return {"path": str(self.folder), "frames": self.frames}
 
 

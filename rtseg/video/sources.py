@@ -115,7 +115,6 @@ class LosslessSource(FrameSource):
         if self.state in ("ended", "error"):
             return None
         while True:
-            start = time.perf_counter()
             try:
                 item = next(self._frames, None)
             except RtsegError as exc:
@@ -126,9 +125,9 @@ class LosslessSource(FrameSource):
                 self.end_reason = "end of source"
                 self._set_state("ended", self.end_reason)
                 return None
-            index, image, name = item
+            index, image, name, decode_s = item
             if index % self.vid_stride == 0:
-                return Frame(index, image, time.monotonic(), time.perf_counter() - start, name)
+                return Frame(index, image, time.monotonic(), decode_s, name)
 
 
 class LiveSource(FrameSource):
@@ -180,11 +179,9 @@ class LiveSource(FrameSource):
     def _pump(self, frames) -> None:
         start_wall = time.monotonic()
         first_index = None
-        start = time.perf_counter()
-        for index, image, name in frames:
+        for index, image, name, decode_s in frames:
             if self._stop.is_set():
                 return
-            decode_s = time.perf_counter() - start
             if self._pace:  # a file read live plays at its own rate, like a camera
                 first_index = index if first_index is None else first_index
                 due = start_wall + (index - first_index) / self.decoder.fps
@@ -197,7 +194,6 @@ class LiveSource(FrameSource):
                         self.drops += 1
                     self._newest = frame
                     self._cond.notify_all()
-            start = time.perf_counter()
 
     def _finish(self, message: str, error: bool) -> None:
         with self._cond:
@@ -225,8 +221,8 @@ class LiveSource(FrameSource):
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        # The grabber notices within the decoder's read timeout at worst.
-        self._thread.join(timeout=self.decoder.read_timeout + 2.0)
+        # The grabber notices within the decoder's open or read timeout at worst.
+        self._thread.join(timeout=max(self.decoder.open_timeout, self.decoder.read_timeout) + 2.0)
         self.decoder.close()
 
 

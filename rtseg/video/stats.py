@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -105,6 +106,7 @@ class RunStats:
         self.frames = 0
         self.started = time.monotonic()
         self._jsonl = None
+        self._jsonl_path = jsonl_path
         if jsonl_path is not None:
             from .sinks import open_for_writing
 
@@ -148,3 +150,10 @@ class RunStats:
                 self._jsonl.write(json.dumps({"summary": summary.to_dict()}) + "\n")
             self._jsonl.close()
             self._jsonl = None
+
+    def discard(self) -> None:
+        """Close and remove the JSON lines file of a run that never started (nothing half-written stays)."""
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+            os.unlink(self._jsonl_path)

@@ -106,17 +106,25 @@ def test_rerun_reuses_steps_and_force_redoes(unet_onnx, tmp_path, capsys):
     assert os.stat(tmp_path / "model.onnx").st_mtime_ns != first["model.onnx"]
 
 
-def test_failed_gate_keeps_artifacts_and_report(unet_onnx, tmp_path):
-    path, _ = unet_onnx
+def near_tie_onnx(path):
+    """Two logits 1e-4 apart (relative): FP32 tells them apart, FP16 (eps ~1e-3) makes them tie everywhere."""
+    head = nn.Conv2d(3, 2, 1, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([1.0, 1.0, 1.0]).view(1, 3, 1, 1) * torch.tensor([1.0, 1.0001]).view(2, 1, 1, 1))
+    return _export_onnx(head, path)
+
+
+def test_failed_gate_keeps_artifacts_and_report(tmp_path):
+    path = near_tie_onnx(tmp_path / "near_tie.onnx")
     (tmp_path / "rtseg.json").write_text("{}")  # a stale manifest from an earlier run must not survive
-    opts = ExportOptions(out=tmp_path, onnx=path, num_classes=3, input_size=(64, 96),
-                         gates={"onnx": 0.9999, "onnx_fp16": 1.01, "engine": 0.995})  # unreachable FP16 gate
+    opts = ExportOptions(out=tmp_path, onnx=path, num_classes=2, input_size=(64, 96))
     result = run_export(opts, say=lambda line: None)
     assert not result.passed
     assert not (tmp_path / "rtseg.json").exists()
     report = json.loads((tmp_path / "rtseg.failed.json").read_text())
     assert report["verification"]["passed"] is False
     assert report["verification"]["onnx_fp16"]["passed"] is False
+    assert report["verification"]["engine"] == {"skipped": "an earlier gate failed", "passed": False}
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.fp16.onnx").is_file()
 
 

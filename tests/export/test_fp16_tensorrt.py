@@ -97,7 +97,8 @@ def test_engine_stamp_without_engine_names_the_rebuild_command(tmp_path):
 @pytest.mark.tensorrt
 def test_tiny_engine_builds_runs_and_checks_its_stamp(overflow_onnx, tmp_path, monkeypatch, capsys):
     from rtseg.cli import main
-    from rtseg.export.tensorrt import EngineRunner, GpuInfo, timing_cache_path
+    from rtseg.export.tensorrt import GpuInfo, timing_cache_path
+    from rtseg.runtime.tensorrt import TensorRTRunner as EngineRunner
 
     monkeypatch.setenv("RTSEG_CACHE_DIR", str(tmp_path / "cache"))
     path, model = overflow_onnx
@@ -151,7 +152,8 @@ class TwoHeads(nn.Module):
 def test_fixed_size_fp32_engine_with_two_outputs(tmp_path):
     import onnxruntime as ort
 
-    from rtseg.export.tensorrt import EngineRunner, build_engine
+    from rtseg.export.tensorrt import build_engine
+    from rtseg.runtime.tensorrt import TensorRTRunner as EngineRunner
     from rtseg.export.torch_onnx import Shapes
 
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Each CUDA kernel against its CPU twin, bit for bit (marked gpu: skipped without an NVIDIA GPU).
 
-Device memory comes from the driver API directly (DeviceArray), so these run without a CUDA build of PyTorch;
+Device memory comes from rtseg's own device layer (DeviceArray), so these run without a CUDA build of PyTorch;
 further tests cover a stream of our own, a thread with no current context, the PTX fallback for GPUs newer than
 NVRTC, CuPy arrays, and PyTorch CUDA tensors on a side stream (when those libraries are present). The same
 comparisons run without a GPU, on an emulation of the device, in test_cuda_host.py.
@@ -17,36 +17,36 @@ pytestmark = pytest.mark.gpu
 
 
 class Device:
-    """Allocate, upload and download through cuda.bindings, freeing everything at the end."""
+    """Allocate, upload and download through rtseg's device layer, freeing everything at the end."""
 
     def __init__(self):
-        from cuda.bindings import driver
+        from rtseg.kernels import device, streams
 
-        from rtseg.kernels import cuda
-
-        self.driver, self.cuda = driver, cuda
-        cuda._current_context(0)
-        self.allocations = []
+        self.device, self.streams = device, streams
+        self.buffers = []
 
     def upload(self, host: np.ndarray) -> K.DeviceArray:
         host = np.ascontiguousarray(host)
-        ptr = self.cuda._check(self.driver.cuMemAlloc(max(host.nbytes, 1)), "alloc")
-        self.allocations.append(ptr)
-        self.cuda._check(self.driver.cuMemcpyHtoD(ptr, host.ctypes.data, host.nbytes), "upload")
-        return K.DeviceArray(int(ptr), host.shape, host.dtype)
+        buffer = self.device.alloc(host.nbytes)
+        self.buffers.append(buffer)
+        arr = buffer.array(host.shape, host.dtype)
+        self.device.copy_to_device(arr, host, stream=0)
+        self.streams.synchronize_stream(0)  # ready for kernels on any stream
+        return arr
 
     def empty(self, shape, dtype) -> K.DeviceArray:
         return self.upload(np.zeros(shape, dtype))
 
     def download(self, arr: K.DeviceArray) -> np.ndarray:
-        self.cuda._check(self.driver.cuCtxSynchronize(), "synchronise")
+        self.device.synchronize_device()
         host = np.empty(arr.shape, arr.dtype)
-        self.cuda._check(self.driver.cuMemcpyDtoH(host.ctypes.data, arr.ptr, host.nbytes), "download")
+        self.device.copy_to_host(host, arr, stream=0)
+        self.streams.synchronize_stream(0)
         return host
 
     def close(self):
-        for ptr in self.allocations:
-            self.driver.cuMemFree(ptr)
+        for buffer in self.buffers:
+            buffer.close()
 
 
 @pytest.fixture
@@ -109,17 +109,16 @@ def test_overlay_and_colorize_match_cpu_twin(dev, ldtype):
 
 
 def test_full_size_output_and_a_stream_of_our_own(dev):
-    """The deployment shape (19 classes, 128x256 -> 1024x2048) on a cuda-python stream, plus a batch of two."""
+    """The deployment shape (19 classes, 128x256 -> 1024x2048) on a stream of our own, plus a batch of two."""
+    from rtseg.kernels.streams import Stream
+
     logits = np.random.default_rng(7).standard_normal((2, 19, 128, 256)).astype(np.float16)
     want = K.upsample_argmax(logits, (1024, 2048))
-    stream = cuda_check(dev, dev.driver.cuStreamCreate(1), "stream")  # CU_STREAM_NON_BLOCKING
-    try:
+    with Stream() as stream:  # non-blocking
         out = dev.empty((2, 1024, 2048), np.uint8)
-        K.upsample_argmax(dev.upload(logits), (1024, 2048), out=out, stream=int(stream))
-        cuda_check(dev, dev.driver.cuStreamSynchronize(stream), "stream sync")
+        K.upsample_argmax(dev.upload(logits), (1024, 2048), out=out, stream=stream)
+        stream.synchronize()
         np.testing.assert_array_equal(dev.download(out), want)
-    finally:
-        dev.driver.cuStreamDestroy(stream)
 
 
 def test_a_thread_without_a_current_context(dev):
@@ -144,10 +143,10 @@ def test_a_thread_without_a_current_context(dev):
 
 def test_ptx_fallback_loads_and_matches(dev, monkeypatch, tmp_path):
     """The path for a GPU newer than NVRTC: PTX of a virtual architecture, compiled by the driver at load."""
-    from rtseg.kernels import cuda
+    from rtseg.kernels import cuda, nvrtc
 
     monkeypatch.setenv("RTSEG_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(cuda, "compile_target", lambda arch: "compute_75")
+    monkeypatch.setattr(nvrtc, "compile_target", lambda arch: "compute_75")
     monkeypatch.setattr(cuda, "_modules", {})
     logits = np.random.default_rng(9).standard_normal((1, 7, 13, 17)).astype(np.float16)
     out = dev.empty((1, 50, 61), np.uint8)
@@ -165,10 +164,6 @@ def test_cupy_arrays_through_cuda_array_interface():
     cp.cuda.get_current_stream().synchronize()
     np.testing.assert_array_equal(cp.asnumpy(out), K.upsample_argmax(np.ascontiguousarray(logits[:, ::-1]),
                                                                      (100, 120)))
-
-
-def cuda_check(dev, result, what):
-    return dev.cuda._check(result, what)
 
 
 def test_torch_cuda_tensors_on_the_current_stream():

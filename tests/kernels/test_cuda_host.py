@@ -23,7 +23,7 @@ pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed 
 
 import rtseg.kernels as K  # noqa: E402
 from rtseg.errors import RtsegError  # noqa: E402
-from rtseg.kernels import cuda  # noqa: E402
+from rtseg.kernels import cuda, nvrtc  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EIATTR_KPARAM_INFO = 0x17
@@ -58,7 +58,7 @@ def cubin_param_sizes(cubin: bytes) -> dict[str, list[int]]:
 
 @pytest.fixture(scope="module")
 def device_params() -> dict[str, list[int]]:
-    return cubin_param_sizes(cuda.compile_cubin("sm_90", use_cache=False))
+    return cubin_param_sizes(nvrtc.compile_cubin("sm_90", use_cache=False))
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ extern "C" int rtseg_emulate(const char* name, unsigned grid, unsigned block, vo
 }}
 """)
     library = folder / "emulate.so"
-    source_dir = cuda.source_dir()
+    source_dir = nvrtc.source_dir()
     subprocess.run([compiler, "-std=c++17", "-O2", "-ffp-contract=off", "-shared", "-fPIC", f"-I{source_dir}",
                     f"-I{HERE}", str(folder / "emulate.cpp"), "-o", str(library)], check=True, capture_output=True)
     lib = ctypes.CDLL(str(library))
@@ -123,6 +123,7 @@ class EmulatedDevice:
         self.lib, self.device_params = lib, device_params
         self.memory: dict[int, np.ndarray] = {}
         self.launched: list[str] = []
+        self.events: list[tuple] = []  # ("launch", name, device, stream) and ("wait", stream, others, device)
 
     def launch(self, name, device, grid, block, stream, args):
         assert [ctypes.sizeof(a) for a in args] == self.device_params[name], f"{name}: arguments differ from cubin"
@@ -130,6 +131,7 @@ class EmulatedDevice:
         sizes = (ctypes.c_longlong * 32)()
         assert self.lib.rtseg_emulate(name.encode(), grid, block, ctypes.addressof(params), sizes) == len(args)
         self.launched.append(name)
+        self.events.append(("launch", name, device, stream))
 
     def alloc(self, nbytes, device, stream):
         buf = np.full(nbytes, 0xAB, np.uint8)  # garbage, as fresh device memory would be
@@ -138,6 +140,9 @@ class EmulatedDevice:
 
     def free(self, ptr, device, stream):
         del self.memory[ptr]
+
+    def wait(self, stream, others, device):
+        self.events.append(("wait", stream, tuple(others), device))
 
 
 @pytest.fixture
@@ -148,10 +153,18 @@ def emulated(monkeypatch, emulator, device_params):
     assert not device.memory, "scratch memory was not released"
 
 
-def on_device(host: np.ndarray) -> K.DeviceArray:
+def on_device(host: np.ndarray, device: int = 0, stream: int | None = None) -> K.DeviceArray:
     """A DeviceArray over host memory (the emulated device's address space), keeping the array's strides."""
     strides = tuple(s // host.itemsize for s in host.strides)
-    return K.DeviceArray(host.ctypes.data, host.shape, host.dtype, strides)
+    return K.DeviceArray(host.ctypes.data, host.shape, host.dtype, strides, device, stream)
+
+
+class Exported:
+    """A foreign device array: only ``__cuda_array_interface__`` (v3, with its producer's stream)."""
+
+    def __init__(self, host: np.ndarray, stream: int | None):
+        self.__cuda_array_interface__ = {"shape": host.shape, "typestr": host.dtype.str, "strides": host.strides,
+                                         "data": (host.ctypes.data, False), "version": 3, "stream": stream}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -185,18 +198,18 @@ def test_kernel_params_point_at_each_arguments_bytes():
 
 
 def test_compile_target_is_the_device_cubin_or_ptx_for_the_newest_older_arch():
-    known = cuda.nvrtc_archs()
-    assert cuda.compile_target("sm_90") == "sm_90"
+    known = nvrtc.nvrtc_archs()
+    assert nvrtc.compile_target("sm_90") == "sm_90"
     if known:
         newest = max(known)
-        assert cuda.compile_target(f"sm_{newest + 1}") == f"compute_{newest}"
+        assert nvrtc.compile_target(f"sm_{newest + 1}") == f"compute_{newest}"
         with pytest.raises(RtsegError, match="cannot compile"):
-            cuda.compile_target(f"sm_{min(known) - 1}")
+            nvrtc.compile_target(f"sm_{min(known) - 1}")
 
 
 def test_ptx_fallback_compiles_every_kernel(tmp_path, monkeypatch):
     monkeypatch.setenv("RTSEG_CACHE_DIR", str(tmp_path))
-    ptx = cuda.compile_cubin("compute_75")
+    ptx = nvrtc.compile_cubin("compute_75")
     assert ptx.endswith(b"\0") and b".target sm_75" in ptx  # NUL-terminated, as cuModuleLoadData needs
     for name in cuda.KERNEL_NAMES:
         assert f".entry {name}(".encode() in ptx
@@ -303,3 +316,43 @@ def test_bad_arguments_fail_before_any_launch(emulated):
         K.colorize(on_device(np.zeros((2, 2), np.uint8)), np.zeros((257, 3), np.uint8),
                    out=on_device(np.zeros((2, 2, 3), np.uint8)), stream=0)
     assert emulated.launched == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Streams and devices of the arrays
+
+
+def test_the_stream_an_input_names_is_used_when_the_caller_names_none(emulated):
+    logits = np.random.default_rng(4).standard_normal((3, 6, 7)).astype(np.float32)
+    labels = np.zeros((9, 11), np.uint8)
+    K.upsample_argmax(Exported(logits, 0x5000), (9, 11), out=on_device(labels))
+    assert [e[3] for e in emulated.events] == [0x5000, 0x5000]  # both launches on the producer's stream
+    np.testing.assert_array_equal(labels, K.upsample_argmax(logits, (9, 11)))
+    emulated.events.clear()
+    K.colorize(Exported(labels, 1), [[1, 2, 3]], out=on_device(np.zeros((9, 11, 3), np.uint8)))
+    assert emulated.events == [("launch", "rtseg_colorize_u8", 0, 1)]  # 1: the legacy default stream
+
+
+def test_a_callers_stream_wins_and_waits_for_the_producers(emulated):
+    frame, labels = np.zeros((4, 5, 3), np.uint8), np.zeros((2, 2), np.uint8)
+    out = np.zeros_like(frame)
+    K.overlay(on_device(frame, stream=0x10), on_device(labels, stream=0x20), [[9, 9, 9]], out=on_device(out),
+              stream=0x30)
+    assert emulated.events == [("wait", 0x30, (0x10, 0x20), 0), ("launch", "rtseg_overlay_u8", 0, 0x30)]
+    emulated.events.clear()
+    K.overlay(on_device(frame, stream=0x10), on_device(labels, stream=0x20), [[9, 9, 9]],
+              out=on_device(out, stream=0x10))
+    assert emulated.events == [("wait", 0x10, (0x20,), 0), ("launch", "rtseg_overlay_u8", 0, 0x10)]
+
+
+def test_arrays_on_two_gpus_are_refused_before_any_launch(emulated):
+    logits, labels = np.zeros((1, 3, 2, 2), np.float32), np.zeros((1, 4, 4), np.uint8)
+    with pytest.raises(RtsegError, match=r"upsample_argmax: inputs and outputs must be on one GPU, got logits on "
+                                         r"cuda:1, out on cuda:0"):
+        K.upsample_argmax(on_device(logits, device=1), (4, 4), out=on_device(labels), stream=0)
+    with pytest.raises(RtsegError, match="preprocess: .* frame on cuda:0, out on cuda:2"):
+        K.preprocess(on_device(np.zeros((4, 4, 3), np.uint8)), (3, 5),
+                     out=on_device(np.zeros((1, 3, 3, 5), np.float32), device=2), stream=0)
+    assert emulated.launched == [] and not emulated.memory
+    K.upsample_argmax(on_device(logits, device=1), (4, 4), out=on_device(labels, device=1), stream=0)
+    assert emulated.events[0][2] == 1  # launched on the arrays' device

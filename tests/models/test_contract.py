@@ -52,7 +52,7 @@ def test_registry_resolves_aliases():
 def test_every_fixture_stem_is_a_model():
     stems = {"fcn32s_vgg16", "fcn16s_vgg16", "fcn8s_vgg16", "fcn8s_atonce_vgg16", "fcn_resnet50_tv",
              "fcn_resnet101_tv", "bisenetv1", "bisenetv2", "fast_scnn", "icnet_liminn", "icnet_ptsemseg_bn",
-             "icnet_ptsemseg_nobn"}
+             "icnet_ptsemseg_nobn", "fcn_alexnet"}
     assert stems <= set(NAMES)
 
 

@@ -13,6 +13,7 @@ from .reference import manifest, reference_input, reference_views, save_referenc
 FIXTURES = [
     "fcn32s_vgg16", "fcn16s_vgg16", "fcn8s_vgg16", "fcn8s_atonce_vgg16", "fcn_resnet50_tv", "fcn_resnet101_tv",
     "bisenetv1", "bisenetv2", "fast_scnn", "icnet_liminn", "icnet_ptsemseg_bn", "icnet_ptsemseg_nobn",
+    "fcn_alexnet",
 ]
 
 

@@ -67,7 +67,8 @@ def test_bad_outputs_are_one_line_and_nothing_is_written(bundle, clip, tmp_path,
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         code, err = _run(capsys, bundle, "--source", clip, "--serve", busy.getsockname()[1],
-                         "--save", tmp_path / "out.mp4")
+                         "--save", tmp_path / "out.mp4", "--stats", tmp_path / "stats.jsonl",
+                         "--save-masks", tmp_path / "masks")
     assert code == 2 and "already in use" in _one_error_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
@@ -102,9 +103,14 @@ def test_image_folder_skips_non_images_with_a_warning(bundle, tmp_path, capsys, 
     assert "skipped 2" in out
 
 
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("long") / "long.mp4", 1500, (64, 96))
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_halfway_gives_exit_code_and_a_playable_mp4(bundle, tmp_path, sig, code):
-    video = make_video(tmp_path / "long.mp4", 1500, (64, 96))
+def test_signal_halfway_gives_exit_code_and_a_playable_mp4(bundle, long_video, tmp_path, sig, code):
+    video = long_video
     out, stats = tmp_path / "out.mp4", tmp_path / "stats.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "rtseg", "run", str(bundle), "--source", str(video), "--save",
                              str(out), "--stats", str(stats), "--alpha", "0", "--quiet"], cwd=REPO,

@@ -76,8 +76,21 @@ def test_vid_stride_and_image_folder(seg, tmp_path):
     for i, f in enumerate(frames):
         cv2.imwrite(str(folder / f"img_{i}.png"), f)
     masks = tmp_path / "masks"
-    summary = run_pipeline(seg, open_source(folder, vid_stride=2), save_masks=masks)
+    summary = run_pipeline(seg, open_source(folder, vid_stride=2), save_masks=masks, colour_masks=True)
     assert summary.frames == 3
     assert sorted(p.name for p in masks.glob("*.png")) == ["000000.png", "000002.png", "000004.png"]
-    np.testing.assert_array_equal(cv2.imread(str(masks / "000004.png"), cv2.IMREAD_UNCHANGED),
-                                  seg.segment(frames[4]).labels)
+    labels = seg.segment(frames[4]).labels
+    np.testing.assert_array_equal(cv2.imread(str(masks / "000004.png"), cv2.IMREAD_UNCHANGED), labels)
+    np.testing.assert_array_equal(cv2.imread(str(masks / "colour" / "000004.png")), seg.colorize(labels))
+
+
+def test_odd_sized_frames_are_saved_padded_to_even(seg, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((33, 97, 3), 60 * i, np.uint8))
+    summary = run_pipeline(seg, folder, save=tmp_path / "odd.mp4", alpha=0.0)
+    with av.open(str(tmp_path / "odd.mp4")) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert summary.outputs["save"]["frames"] == 3 and [f.shape for f in frames] == [(34, 98, 3)] * 3
+    assert all(abs(float(np.median(f)) - 60 * i) <= 3 for i, f in enumerate(frames))  # in order, colours kept

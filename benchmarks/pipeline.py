@@ -1,0 +1,186 @@
+"""``rtseg run`` on a 1080p file against a naive single-thread loop, same Segmenter, same output frames.
+
+The naive loop is what people write: decode a frame (PyAV) -> ``seg.segment`` -> ``seg.overlay`` -> encode it
+(the same H.264 writer rtseg uses), one frame after the other on one thread. ``rtseg run`` does the same work with
+each stage on its own thread (``run_pipeline(seg, video, save=...)``). Both write an mp4; their decoded frames are
+compared. On a GPU the model-only FPS at 1080p is measured as well, for the "end-to-end >= 0.8x model" check.
+
+    python benchmarks/pipeline.py [--frames 120] [--input-size 512x1024] [--bundle DIR]
+    -> a table on stdout and benchmarks/results/pipeline-<host>.json (machine stamp included)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from kernels import atomic_write_json, machine_stamp  # noqa: E402
+
+
+def make_1080p_video(path: Path, frames: int, fps: int = 30) -> Path:
+    """Street-like synthetic scenes panning sideways, 1920x1080 H.264 (a few distinct scenes, shifted per frame)."""
+    import av
+
+    from rtseg.export.scenes import synthetic_scenes
+
+    scenes = synthetic_scenes(4, 1080, 1920)[..., ::-1]  # RGB -> BGR
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "20"}
+        for i in range(frames):
+            image = np.ascontiguousarray(np.roll(scenes[(i // 30) % len(scenes)], 16 * i, axis=1))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def _cpu_s() -> float:
+    """CPU seconds this process has used, all threads (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _rates(frames: int, wall: float, cpu: float) -> dict:
+    # cores_busy: how many cores the loop kept busy on average; on a shared machine it is capped by the others' load
+    return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s_per_frame": cpu / frames,
+            "cores_busy": cpu / wall}
+
+
+def naive_loop(seg, video: Path, out: Path, alpha: float) -> dict:
+    """read -> segment -> overlay -> write, one frame at a time on this thread."""
+    import av
+
+    from rtseg.video.sinks import VideoFileSink
+
+    start, cpu = time.perf_counter(), _cpu_s()
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # the same decoder settings rtseg uses
+        sink = VideoFileSink(out, float(stream.average_rate))
+        frames = 0
+        for frame in container.decode(stream):
+            image = frame.to_ndarray(format="bgr24")
+            labels = seg.segment(image).labels
+            sink.write(SimpleNamespace(overlay=seg.overlay(image, labels, alpha=alpha), frame=image))
+            frames += 1
+        sink.close()
+    return _rates(frames, time.perf_counter() - start, _cpu_s() - cpu)
+
+
+def rtseg_run(seg, video: Path, out: Path, alpha: float) -> dict:
+    from rtseg.video import run_pipeline
+
+    start, cpu = time.perf_counter(), _cpu_s()
+    summary = run_pipeline(seg, str(video), save=out, alpha=alpha, handle_signals=False)
+    rates = _rates(summary.frames, time.perf_counter() - start, _cpu_s() - cpu)
+    stages = {k: round(v["p50"] * 1e3, 2) for k, v in summary.stages.items() if v.get("n")}
+    return {**rates, "stage_p50_ms": stages}
+
+
+def compare_outputs(a: Path, b: Path) -> dict:
+    import av
+
+    with av.open(str(a)) as ca, av.open(str(b)) as cb:
+        diffs = [int(np.abs(fa.to_ndarray(format="bgr24").astype(np.int16)
+                            - fb.to_ndarray(format="bgr24").astype(np.int16)).max())
+                 for fa, fb in zip(ca.decode(video=0), cb.decode(video=0), strict=True)]
+    return {"frames_compared": len(diffs), "max_abs_diff": max(diffs), "identical_frames": diffs.count(0)}
+
+
+def model_only_fps(seg, video: Path, frames: int) -> dict:
+    """Segmenter.segment alone on decoded 1080p frames held in memory (what the GPU check compares against)."""
+    import av
+
+    with av.open(str(video)) as container:
+        images = [f.to_ndarray(format="bgr24") for _, f in zip(range(frames), container.decode(video=0))]
+    seg.segment(images[0])
+    start = time.perf_counter()
+    for image in images:
+        seg.segment(image)
+    wall = time.perf_counter() - start
+    return {"frames": len(images), "fps": len(images) / wall}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--input-size", default="512x1024", help="the Fast-SCNN bundle's input size (HxW)")
+    parser.add_argument("--bundle", type=Path, help="an existing bundle (default: export Fast-SCNN to a temp dir)")
+    parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    from rtseg.runtime import load
+
+    size = tuple(int(v) for v in args.input_size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        bundle = args.bundle
+        if bundle is None:
+            from rtseg.export.pipeline import ExportOptions, run_export
+
+            bundle = tmp / "fast_scnn"
+            print(f"exporting Fast-SCNN at {size[0]}x{size[1]} ...", flush=True)
+            run_export(ExportOptions(out=bundle, model="fast_scnn", num_classes=19, input_size=size,
+                                     precision="fp32", calib_frames=1), say=lambda line: None)
+        print(f"making a {args.frames}-frame 1080p video ...", flush=True)
+        video = make_1080p_video(tmp / "street_1080p.mp4", args.frames)
+        with load(bundle, backend=args.backend, device=args.device) as seg:
+            describe = seg.describe()
+            seg.segment(np.zeros((1080, 1920, 3), np.uint8))  # warm-up, outside both timings
+            # alternate the two so that neither always runs on a warmer (or busier) machine
+            naive = naive_loop(seg, video, tmp / "naive.mp4", args.alpha)
+            piped = rtseg_run(seg, video, tmp / "rtseg.mp4", args.alpha)
+            naive2 = naive_loop(seg, video, tmp / "naive2.mp4", args.alpha)
+            piped2 = rtseg_run(seg, video, tmp / "rtseg2.mp4", args.alpha)
+            same = compare_outputs(tmp / "naive.mp4", tmp / "rtseg.mp4")
+            model = model_only_fps(seg, video, min(args.frames, 60)) if describe["device"] != "cpu" else None
+    best_naive = max(naive, naive2, key=lambda r: r["fps"])
+    best_piped = max(piped, piped2, key=lambda r: r["fps"])
+    results = {
+        "machine": {**machine_stamp(), "load_average": os.getloadavg()},
+        "setup": {"video": f"{args.frames} frames 1920x1080 H.264", "model": "fast_scnn", "input_size": list(size),
+                  "runtime": describe, "alpha": args.alpha, "writer": "H.264 mp4 (libx264 veryfast) via PyAV"},
+        "naive_loop": [naive, naive2], "rtseg_run": [piped, piped2],
+        "speedup": best_piped["fps"] / best_naive["fps"], "same_output": same,
+    }
+    if model is not None:
+        results["model_only"] = model
+        results["end_to_end_vs_model"] = best_piped["fps"] / model["fps"]
+    m = results["machine"]
+    print(f"machine: {m['cpu']}, {m['cores_usable']} cores, load {m['load_average'][0]:.1f};"
+          f" {describe['backend']} {describe['device']}")
+    for name, a, b, best in (("naive loop", naive, naive2, best_naive), ("rtseg run", piped, piped2, best_piped)):
+        print(f"{name:<12} {best['fps']:6.2f} fps  (runs: {a['fps']:.2f}, {b['fps']:.2f}); cores busy"
+              f" {a['cores_busy']:.2f}, {b['cores_busy']:.2f}; CPU s/frame {a['cpu_s_per_frame']:.3f},"
+              f" {b['cpu_s_per_frame']:.3f}")
+    print(f"rtseg run stage p50 ms: {piped['stage_p50_ms']}")
+    print(f"speedup      {results['speedup']:.2f}x; outputs: {same['identical_frames']}/{same['frames_compared']}"
+          f" frames identical, max |diff| {same['max_abs_diff']}")
+    if model is not None:
+        print(f"model only   {model['fps']:.2f} fps; end-to-end / model = {results['end_to_end_vs_model']:.2f}")
+    path = args.out or ROOT / "benchmarks" / "results" / f"pipeline-{m['host']}.json"
+    atomic_write_json(path, results)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""How rtseg writes files: atomically (a temporary file beside the target, then a rename), and where it caches.
+
+An interrupted or failed run must never leave a half-written file under the name a reader trusts, so every file
+rtseg writes goes through :func:`atomic_path`. Caches (compiled kernels, TensorRT timing caches) live under
+:func:`cache_dir`: ``$RTSEG_CACHE_DIR`` if set, else the platform's user cache folder (platformdirs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"  # every temporary file rtseg makes is ``.<name>.<random>.tmp`` beside its target
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block finishes."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def cache_dir(*parts: str) -> Path:
+    """rtseg's cache folder (not created): ``$RTSEG_CACHE_DIR/<parts>`` or the user cache dir's ``rtseg/<parts>``."""
+    base = os.environ.get("RTSEG_CACHE_DIR")
+    if not base:
+        import platformdirs
+
+        base = platformdirs.user_cache_dir("rtseg", appauthor=False)
+    return Path(base, *parts)

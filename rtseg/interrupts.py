@@ -1,0 +1,59 @@
+"""Ctrl-C and SIGTERM end every command the same way: ``rtseg: interrupted``, exit status 130, nothing half-written.
+
+Both signals become a :class:`KeyboardInterrupt`, so ``finally`` blocks (temporary files, the bundle's cleanup) run
+and the CLI prints one line. One exception: while a module is being imported, raising would interrupt a C/C++
+extension's initialisation, which can abort the whole process (a C++ ``terminate`` and a screenful of output).
+There the signal is held and raised as soon as no import is under way (checked every 50 ms).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+_RECHECK_S = 0.05
+_held = False
+
+
+def _importing(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_signal(signum, frame):
+    global _held
+    if _importing(frame):
+        _held = True
+        signal.setitimer(signal.ITIMER_REAL, _RECHECK_S)
+        return
+    _held = False
+    raise KeyboardInterrupt
+
+
+def _on_recheck(signum, frame):
+    if _held:
+        _on_signal(signum, frame)
+
+
+@contextmanager
+def interrupts_as_keyboard_interrupt():
+    """Within the block, SIGINT and SIGTERM raise KeyboardInterrupt (held while an import runs)."""
+    global _held
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield  # signal handlers can only be set from the main thread (and ITIMER_REAL is POSIX)
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGALRM, _on_recheck)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _held = False
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,165 @@
+"""Start and stop the ``rtseg serve`` application on a Ray cluster: a local one, or an existing one to join.
+
+Checks that fail fast come before Ray starts: the bundle is read, the HTTP port is tried, an ``--address`` is
+reached with a plain TCP connection (Ray itself would wait a minute before saying it cannot connect).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..errors import RtsegError, missing_dependency
+from .codec import DEFAULT_MAX_FRAME
+
+log = logging.getLogger(__name__)
+APP_NAME = "rtseg"
+
+
+@dataclass
+class ServeOptions:
+    bundle: Path
+    replicas: int = 1
+    cpus_per_replica: float = 1.0
+    gpus_per_replica: float = 0.0
+    max_batch: int = 8
+    batch_wait_ms: float = 5.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    address: str | None = None  # None: start a local cluster; else join this one (host:port or ray://host:port)
+    backend: str = "auto"
+    device: str | None = None
+    max_frame: tuple[int, int] = DEFAULT_MAX_FRAME
+    num_cpus: int | None = None  # size of a local cluster (default: this machine's cores)
+    ray_init: dict = field(default_factory=dict)  # extra ray.init arguments for a local cluster
+
+
+@dataclass
+class Service:
+    """A running application: its HTTP URL and Python handle. ``stop()`` undeploys it (and ends a local cluster)."""
+
+    url: str
+    handle: object
+    joined: bool
+
+    def stop(self) -> None:
+        from ray import serve
+        import ray
+
+        try:
+            if self.joined:
+                serve.delete(APP_NAME)  # leave the cluster's other applications running
+            else:
+                serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+def start(opts: ServeOptions) -> Service:
+    """Deploy the bundle's segmenter on ``opts.replicas`` replicas; return once every replica is ready."""
+    from ..export.bundle import read_manifest
+
+    _check_options(opts)
+    read_manifest(opts.bundle)
+    bundle = Path(opts.bundle).resolve()
+    bundle = bundle if bundle.is_dir() else bundle.parent
+    try:
+        import ray
+        from ray import serve
+    except ImportError:
+        raise missing_dependency("ray[serve]", "serve") from None
+    from .deployment import SegmentService
+
+    if opts.address:
+        check_reachable(opts.address)  # the HTTP proxy then listens on the cluster's nodes, not necessarily here
+    else:
+        check_port_free(opts.host, opts.port)
+    _init_ray(ray, opts)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines on every start and stop
+    try:
+        serve.start(http_options={"host": opts.host, "port": opts.port})
+        threads = max(1, int(round(opts.cpus_per_replica))) if opts.gpus_per_replica == 0 else None
+        app = SegmentService.options(
+            num_replicas=opts.replicas, max_ongoing_requests=max(16, 2 * opts.max_batch),
+            ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica},
+        ).bind(str(bundle), opts.backend, opts.device, threads, opts.max_batch, opts.batch_wait_ms, opts.max_frame)
+        handle = serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    except BaseException as exc:  # Ctrl-C included: nothing of ours stays deployed
+        try:
+            if opts.address:
+                serve.delete(APP_NAME)  # the cluster's other applications keep running
+            else:
+                serve.shutdown()
+        except Exception:  # noqa: BLE001 - the original failure is the one to report
+            pass
+        finally:
+            ray.shutdown()
+        if isinstance(exc, (KeyboardInterrupt, RtsegError)):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise RtsegError(f"Ray Serve could not start the application: {first}") from None
+    host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
+    return Service(url=f"http://{host}:{opts.port}", handle=handle, joined=bool(opts.address))
+
+
+def _check_options(opts: ServeOptions) -> None:
+    if opts.replicas < 1:
+        raise RtsegError(f"--replicas {opts.replicas}: must be at least 1")
+    if opts.max_batch < 1:
+        raise RtsegError(f"--max-batch {opts.max_batch}: must be at least 1")
+    if opts.batch_wait_ms < 0:
+        raise RtsegError(f"--batch-wait-ms {opts.batch_wait_ms}: must be 0 or more")
+    if opts.gpus_per_replica < 0 or opts.cpus_per_replica < 0:
+        raise RtsegError("--gpus-per-replica and --cpus-per-replica must be 0 or more")
+    if not 0 < opts.port < 65536:
+        raise RtsegError(f"--port {opts.port}: must be 1-65535")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail with one line if ``host:port`` cannot be bound (Serve's proxy would otherwise retry quietly)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise RtsegError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick a free --port or stop"
+                             f" what uses it") from None
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A TCP connection to the cluster's address, so a wrong ``--address`` fails in seconds."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if not parsed.hostname or not parsed.port:
+        raise RtsegError(f"--address {address!r}: expected HOST:PORT (the head's GCS, e.g. 10.0.0.5:6379) or"
+                         f" ray://HOST:10001")
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=timeout).close()
+    except OSError as exc:
+        raise RtsegError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start one there with"
+                         f" 'ray start --head' or leave out --address to start a local cluster") from None
+
+
+def _init_ray(ray, opts: ServeOptions) -> None:
+    # Workers run the same rtseg as this process: the folder that holds the package goes on their path.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH"))
+                                                      if p)}}
+    try:
+        if opts.address:
+            ray.init(address=opts.address, runtime_env=env, logging_level=logging.ERROR, log_to_driver=False)
+        else:
+            ray.init(num_cpus=opts.num_cpus, include_dashboard=False, runtime_env=env,
+                     logging_level=logging.ERROR, log_to_driver=False, **opts.ray_init)
+    except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        where = f"join the Ray cluster at {opts.address}" if opts.address else "start a local Ray cluster"
+        chain = f"{exc!r} {exc.__cause__!r} {exc.__context__!r}"
+        if opts.address and any(k in chain for k in ("Unauthenticated", "AuthToken", "AuthenticationError")):
+            first += ("; the cluster uses token authentication: set RAY_AUTH_MODE=token and its token"
+                      " (RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+        raise RtsegError(f"cannot {where}: {first}") from None

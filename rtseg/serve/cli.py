@@ -1,0 +1,48 @@
+"""``rtseg serve BUNDLE``: the bundle behind an HTTP endpoint on Ray Serve, batched across clients."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="a bundle folder written by rtseg export (the same path on every node)")
+    parser.add_argument("--replicas", type=int, default=1, help="replicas, each holding one Segmenter (default 1)")
+    parser.add_argument("--gpus-per-replica", type=float, default=0.0,
+                        help="GPUs per replica, fractions allowed (default 0: CPU)")
+    parser.add_argument("--cpus-per-replica", type=float, default=1.0,
+                        help="CPU cores per replica (default 1; also its ONNX Runtime threads)")
+    parser.add_argument("--max-batch", type=int, default=8, help="frames batched into one call (default 8)")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0,
+                        help="how long a frame waits for others to fill its batch (default 5 ms)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for"
+                                                             " every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--address", help="join this Ray cluster (HOST:PORT of its head, or ray://HOST:10001)"
+                                          " instead of starting a local one")
+    parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime or torch (default auto)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: choose)")
+    parser.add_argument("--max-frame", default="4320x7680", metavar="HxW",
+                        help="largest frame accepted; larger ones get 413 (default 4320x7680)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export.cli import parse_size
+    from .app import ServeOptions, start
+
+    opts = ServeOptions(bundle=args.bundle, replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
+                        gpus_per_replica=args.gpus_per_replica, max_batch=args.max_batch,
+                        batch_wait_ms=args.batch_wait_ms, host=args.host, port=args.port, address=args.address,
+                        backend=args.backend, device=args.device, max_frame=parse_size(args.max_frame, "--max-frame"))
+    service = start(opts)
+    try:
+        print(f"rtseg: serving {args.bundle} on {args.replicas} replica(s) at {service.url}/segment"
+              f" (health: {service.url}/health); Ctrl-C stops", file=sys.stderr, flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("rtseg: stopping", file=sys.stderr, flush=True)
+    finally:
+        service.stop()
+    return 0
