@@ -32,7 +32,7 @@ def labelled_frame(split: str, index: int, size: tuple[int, int], max_scale: flo
     if render_size is not None:
         return render(world, cam, t, *render_size, noise_seed=index)
     scale = float(rng.uniform(1.0, max_scale))
-    rh, rw = int(round(h * scale)), int(round(w * scale))
+    rh, rw = round(h * scale), round(w * scale)
     rgb, labels = render(world, cam, t, rh, rw, noise_seed=index)
     if (rh, rw) != (h, w):
         rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -52,4 +52,4 @@ def iou_scores(cm) -> tuple[float, dict[str, float]]:
     return s.mean_iou, per_class
 
 
-__all__ = ["CLASSES", "SPLIT_SEEDS", "labelled_frame", "iou_scores"]
+__all__ = ["CLASSES", "SPLIT_SEEDS", "iou_scores", "labelled_frame"]

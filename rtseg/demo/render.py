@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .world import BUILDING, IGNORE, ROAD, SIDEWALK, SKY, VEGETATION, StreetWorld
 from . import sprites
+from .world import BUILDING, IGNORE, ROAD, SIDEWALK, SKY, VEGETATION, StreetWorld
 
 NEAR = 1.2  # metres: objects closer than this to the camera are not drawn
 FAR = 400.0  # metres: objects farther than this are below a pixel anyway
@@ -193,7 +193,7 @@ def _ground(world, cam, img, labels, depth, ground, dv, du, f) -> None:
     np.copyto(depth, zg[:, None], where=ground)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tile(kind: str) -> np.ndarray:
     """Periodic band-limited noise in [-1, 1] (float32): 'grain' fine, 'foliage' blotchy, 'clouds' wide."""
     if kind == "wall":  # rows 0..255 building grain, 256..511 hedge foliage
@@ -218,4 +218,4 @@ def _noise_frame(height: int, width: int) -> np.ndarray:
     return rng.standard_normal((height + 64, width + 64, 1), dtype=np.float32)
 
 
-__all__ = ["Camera", "random_camera", "render", "IGNORE"]
+__all__ = ["IGNORE", "Camera", "random_camera", "render"]

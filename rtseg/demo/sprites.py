@@ -45,7 +45,7 @@ class Canvas:
     def disc(self, centre: np.ndarray, radius_px: float, colour, label: int, z: float) -> None:
         cv2 = self.cv2
         c = (int(centre[0]), int(centre[1]))
-        r = max(int(round(radius_px * _ONE)), _ONE // 2)
+        r = max(round(radius_px * _ONE), _ONE // 2)
         cv2.circle(self.img, c, r, tuple(float(v) for v in colour), -1, cv2.LINE_8, _SHIFT)
         cv2.circle(self.labels, c, r, int(label), -1, cv2.LINE_8, _SHIFT)
         cv2.circle(self.depth, c, r, float(z), -1, cv2.LINE_8, _SHIFT)

@@ -15,8 +15,8 @@ def summary_lines(r: dict) -> list[str]:
     lines = [f"rtseg demo: done in {s['total']:.1f} s ({steps})",
              f"  overlay    {r['overlay']}  ({p['frames']} of {r['rendered_frames']} frames, H.264)",
              f"  masks      {r['masks']}/  ground truth {r['labels']}/  video {r['video']}",
-             f"  bundle     {r['bundle']}  run by {rt.get('backend')} on {rt.get('device')}"
-             f" ({rt.get('provider') or '-'}, {rt.get('graph') or '-'})"]
+             (f"  bundle     {r['bundle']}  run by {rt.get('backend')} on {rt.get('device')}"
+              f" ({rt.get('provider') or '-'}, {rt.get('graph') or '-'})")]
     if r.get("serve"):
         lines.append(f"  browser    {r['serve']}")
     stages = p.get("stages", {})

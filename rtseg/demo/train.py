@@ -231,7 +231,6 @@ def predict(model, rgb: np.ndarray, size: tuple[int, int] | None = None) -> np.n
     logits upsampled back to the frame, as the runtime does."""
     import cv2
     import torch
-    import torch.nn.functional as F
 
     model.eval()
     out = []

@@ -147,9 +147,9 @@ def _facades(rng, face: float, length: float) -> Facades:
 
 def _objects(n: int, **columns) -> Objects:
     zeros = np.zeros(n, np.float32)
-    base = dict(x=zeros, s=zeros, speed=zeros, cross=zeros, size=np.zeros((n, 3), np.float32),
-                colour=np.zeros((n, 3), np.float32), colour2=np.zeros((n, 3), np.float32),
-                skin=np.zeros((n, 3), np.float32), phase=zeros)
+    base = {"x": zeros, "s": zeros, "speed": zeros, "cross": zeros, "size": np.zeros((n, 3), np.float32),
+            "colour": np.zeros((n, 3), np.float32), "colour2": np.zeros((n, 3), np.float32),
+            "skin": np.zeros((n, 3), np.float32), "phase": zeros}
     base.update({k: np.asarray(v, np.float32) for k, v in columns.items()})
     return Objects(**base)
 
@@ -229,7 +229,7 @@ def _lighting(rng, road_half: float) -> Lighting:
         top, horizon, gain, tint, clouds = [90, 120, 190], [250, 200, 140], 0.95, [1.1, 0.98, 0.82], 0.35
     else:
         top, horizon, gain, tint, clouds = [35, 45, 90], [200, 130, 110], 0.6, [1.0, 0.9, 0.9], 0.25
-    j = lambda c, a: np.clip(np.asarray(c, np.float32) + rng.uniform(-a, a, 3), 0, 255).astype(np.float32)  # noqa: E731
+    j = lambda c, a: np.clip(np.asarray(c, np.float32) + rng.uniform(-a, a, 3), 0, 255).astype(np.float32)
     return Lighting(
         gain=float(gain * rng.uniform(0.8, 1.15)), tint=j(tint, 0.04) / 1.0, sky_top=j(top, 20),
         sky_horizon=j(horizon, 15), clouds=float(np.clip(clouds + rng.uniform(-0.2, 0.2), 0, 1)),

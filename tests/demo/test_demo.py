@@ -11,9 +11,9 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 av = pytest.importorskip("av")
 
-from rtseg.cli import main  # noqa: E402
-from rtseg.demo.run import DemoOptions, run_demo  # noqa: E402
-from rtseg.demo.video import VideoSpec  # noqa: E402
+from rtseg.cli import main
+from rtseg.demo.run import DemoOptions, run_demo
+from rtseg.demo.video import VideoSpec
 
 FRAMES = 8
 pytestmark = pytest.mark.slow  # one export of the shipped model at 288x512 (about 20 s on 2 idle cores)

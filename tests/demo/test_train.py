@@ -8,9 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("cv2")
 
-from rtseg.demo.data import labelled_frame  # noqa: E402
-from rtseg.demo.train import WEIGHTS, TrainConfig, evaluate, train  # noqa: E402
-from rtseg.models import create_model  # noqa: E402
+from rtseg.demo.data import labelled_frame
+from rtseg.demo.train import WEIGHTS, TrainConfig, evaluate, train
+from rtseg.models import create_model
 
 
 def test_a_few_training_steps_lower_the_loss(tmp_path):

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from rtseg.demo.render import Camera, render
-from rtseg.demo.world import CAR, CLASSES, PERSON, ROAD, SIDEWALK, SKY, Objects, make_world
+from rtseg.demo.world import (
+    CAR,
+    CLASSES,
+    PERSON,
+    ROAD,
+    SIDEWALK,
+    SKY,
+    Objects,
+    make_world,
+)
 
 pytest.importorskip("cv2")
 
@@ -62,7 +71,7 @@ def test_same_seed_same_frame_and_labels_only_world_classes():
 
 
 def test_car_pixels_are_labelled_car(staged):
-    world, cam, rgb, labels = staged
+    _, cam, rgb, labels = staged
     car = labels == CAR
     width, height, length = 1.8, 1.5, 4.4
     z0, z1 = 12.0 - length / 2, 12.0 + length / 2
@@ -81,7 +90,7 @@ def test_car_pixels_are_labelled_car(staged):
 
 
 def test_person_road_sidewalk_and_sky_where_drawn(staged):
-    world, cam, rgb, labels = staged
+    world, cam, _, labels = staged
     person = labels == PERSON
     us, vs = _project(cam, [-2.0 - 0.45, -2.0 + 0.45], [0.0, 1.8], [8.0, 8.0])
     rows, cols = np.nonzero(person)
