@@ -206,7 +206,7 @@ CASES = {
     "weights_other_zip": _w("other_zip", "zip archive that is not a PyTorch checkpoint"),
     "weights_whole_module": _w("module", "state_dict()"),
     "weights_torchscript": _w("torchscript", "TorchScript archive"),
-    "weights_caffemodel": _w("caffemodel", "Caffe .caffemodel"),
+    "weights_caffemodel": _w("caffemodel", ".caffemodel"),
     "weights_onnx": _w("onnx_as_pth", "pass it with --onnx"),
     "weights_nan": _w("nan", "'classifier.conv.1.weight' holds NaN"),
     "weights_inf_nested": _w("inf", "'classifier.conv.1.weight' holds NaN or infinity"),
