@@ -98,6 +98,7 @@ class _Export:
     def run(self) -> ExportResult:
         t0 = time.perf_counter()
         self.prepare()  # all user errors surface here, before the output folder is touched
+        self.check_memory()
         self.out = B.prepare_out_dir(self.opts.out)
         self.say(f"rtseg export: {self.title} ({self.num_classes} classes) at {_size_text(self.shapes)}"
                  f" -> {self.opts.out}")
@@ -116,6 +117,7 @@ class _Export:
             fp16, verification["onnx_fp16"] = self.fp16_graph(onnx_path)
         engine_src = self.out / (B.FP16_FILE if fp16 else B.ONNX_FILE)
         engine, build_stamp, verification["engine"] = self.engine(engine_src)
+        self.frames = self.reference = None  # verification is over: its frames and outputs can go
 
         passed = all(v.get("passed", True) for k, v in verification.items() if k in ("onnx", "onnx_fp16", "engine")
                      and isinstance(v, dict))
@@ -133,11 +135,8 @@ class _Export:
 
     def make_frames(self) -> dict[tuple[int, int], np.ndarray]:
         """Normalised verification/calibration frames: ``calib_frames`` at the opt size, one at min and max."""
-        sizes = [(self.shapes.opt, max(1, self.opts.calib_frames))]
-        if self.shapes.dynamic:
-            sizes += [(s, 1) for s in (self.shapes.min, self.shapes.max) if s != self.shapes.opt]
         frames = {}
-        for (h, w), n in sizes:
+        for (h, w), n in self.frame_counts().items():
             if self.opts.calib is not None:
                 raw = load_frames(self.opts.calib, n, h, w)
             else:
@@ -146,6 +145,27 @@ class _Export:
         source = str(self.opts.calib) if self.opts.calib is not None else "synthetic scenes (rtseg.export.scenes)"
         self.frames_info = {"source": source, "sizes": [[*s, int(f.shape[0])] for s, f in frames.items()]}
         return frames
+
+    def frame_counts(self) -> dict[tuple[int, int], int]:
+        """(H, W) -> how many frames: ``calib_frames`` at the opt size, one at min and max."""
+        sizes = {self.shapes.opt: max(1, self.opts.calib_frames)}
+        if self.shapes.dynamic:
+            sizes.update({s: 1 for s in (self.shapes.min, self.shapes.max) if s != self.shapes.opt})
+        return sizes
+
+    def check_memory(self) -> None:
+        """Peak-memory estimate before any slow step (logged, so --verbose shows it); one line if it won't fit."""
+        from .memory import estimate_export, network_memory
+
+        sizes = self.frame_counts()
+        largest = max(sizes, key=lambda s: s[0] * s[1])
+        network = network_memory(getattr(self, "model", None), self.opts.onnx, self.input_name, self.output_kind,
+                                 largest)
+        if network is None:
+            return  # the network cannot be walked without data; the export goes on unchecked
+        estimate = estimate_export(sizes, self.num_classes, self.output_kind, *network)
+        log.info("%s", estimate.text())
+        estimate.check()
 
     def fp16_graph(self, onnx_path: Path) -> tuple[dict | None, dict]:
         from .fp16 import ATTEMPTS, available_converters, convert

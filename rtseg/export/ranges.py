@@ -91,13 +91,18 @@ def collect_ranges(model, frames: Iterable[dict[str, np.ndarray]]) -> dict[str, 
     """Extremes and shape of every typed tensor of ``model`` (inputs included) over ``frames``.
 
     ``frames`` yields one feed dict per run (batch 1); it may be a generator, so frames need not all be in memory.
-    One ONNX Runtime session, graph optimisations off so every tensor is the one the graph names.
+    One ONNX Runtime session, graph optimisations off so every tensor is the one the graph names. The
+    priority-based execution order runs each reduction as soon as its tensor exists (the default order may run
+    them all at the end, keeping every tensor alive: 3.6 GB instead of 0.6 GB for BiSeNetV1 at 1024x2048), and
+    without the memory arena freed tensors go back to the system instead of fragmenting a pool.
     """
     import onnxruntime as ort
 
     probe, observed = range_probe(model)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    opts.enable_cpu_mem_arena = False
     opts.log_severity_level = 3
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     del probe
