@@ -61,19 +61,20 @@ def available_converters() -> list[str]:
 
 
 def convert(src: Path, dst: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy,
-            converter: str = "auto") -> str:
+            converter: str = "auto", ranges: dict | None = None) -> str:
     """Write the mixed-precision graph of ``src`` to ``dst`` (atomically); return the converter used.
 
-    ``calib`` is float32 ``(N, 3, H, W)``, already normalised like the graph's input.
+    ``calib`` is float32 ``(N, 3, H, W)``, already normalised like the graph's input. ``ranges``: the tensors'
+    ranges on ``calib`` where already measured (:class:`.ranges.RangeCollectingRunner`), else measured here.
     """
     import onnx
 
     if converter == "auto":
         converter = available_converters()[0]
     if converter == "autocast":
-        model = _autocast(src, calib, input_name, policy)
+        model = _autocast(src, calib, input_name, policy, ranges)
     elif converter == "rtseg":
-        model = mixed_precision(onnx.load(str(src)), {input_name: calib}, policy)
+        model = mixed_precision(onnx.load(str(src)), {input_name: calib}, policy, ranges)
     else:
         raise RtsegError(f"unknown FP16 converter {converter!r}; use auto, autocast or rtseg")
     try:
@@ -86,7 +87,7 @@ def convert(src: Path, dst: Path, calib: np.ndarray, input_name: str, policy: Fp
     return converter
 
 
-def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy):
+def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy, ranges: dict | None = None):
     """AutoCast with ranges measured by rtseg (:mod:`.ranges`) instead of its reference runner.
 
     AutoCast's own runner marks every tensor a graph output and keeps them all, for every calibration frame, which
@@ -104,7 +105,7 @@ def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy)
     configure_logging(level)
     logging.getLogger("modelopt.onnx").setLevel(level)
     try:
-        rule = _measured_rule(src, calib, input_name, policy)
+        rule = _measured_rule(src, calib, input_name, policy, ranges)
         with quiet_stdout():
             return convert_to_mixed_precision(
                 onnx_path=str(src), low_precision_type="fp16", keep_io_types=True,
@@ -117,7 +118,7 @@ def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy)
         raise RtsegError(f"ModelOpt AutoCast failed: {first}; try --fp16-converter rtseg") from None
 
 
-def _measured_rule(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy):
+def _measured_rule(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy, ranges: dict | None):
     """AutoCast's I/O-range rule (and reduction-depth rule, where the policy sets one) on streamed ranges."""
     import onnx
     from modelopt.onnx.autocast.nodeclassifier import DepthOfReductionRule, IORangeRule, NodeRuleBase
@@ -127,8 +128,10 @@ def _measured_rule(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Po
     from .ranges import batch_frames, collect_ranges
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
+    if ranges is None:
+        ranges = collect_ranges(model, batch_frames({input_name: calib}))
     stats = {name: TensorStats(absmax=r.absmax, min_val=r.min_val, max_val=r.max_val, shape=r.shape)
-             for name, r in collect_ranges(model, batch_frames({input_name: calib})).items()}
+             for name, r in ranges.items()}
     _, initializer_map, node_to_init_map = setup_mappings(model)
     del model
     rules = [IORangeRule(policy.data_max, stats, node_to_init_map)]
@@ -166,14 +169,14 @@ _FLOAT = 1  # onnx.TensorProto.FLOAT
 _FLOAT16 = 10  # onnx.TensorProto.FLOAT16
 
 
-def mixed_precision(model, feeds: dict[str, np.ndarray], policy: Fp16Policy):
+def mixed_precision(model, feeds: dict[str, np.ndarray], policy: Fp16Policy, measured: dict | None = None):
     """rtseg's converter: FP16 nodes and weights where the measured ranges allow, Casts at the boundaries."""
     import onnx
     from onnx import helper, numpy_helper
 
     model = onnx.shape_inference.infer_shapes(model)
     graph = model.graph
-    ranges = tensor_ranges(model, feeds)
+    ranges = tensor_ranges(model, feeds, measured)
     inits = {i.name: i for i in graph.initializer}
     float_tensors = _float_tensor_names(model)
 
@@ -247,14 +250,17 @@ def mixed_precision(model, feeds: dict[str, np.ndarray], policy: Fp16Policy):
     return onnx.shape_inference.infer_shapes(model)
 
 
-def tensor_ranges(model, feeds: dict[str, np.ndarray]) -> dict[str, float]:
+def tensor_ranges(model, feeds: dict[str, np.ndarray], measured: dict | None = None) -> dict[str, float]:
     """The largest magnitude of every float tensor of ``model`` over the frames in ``feeds`` (one at a time).
 
-    Streamed (:func:`.ranges.collect_ranges`): memory of one inference, not of every tensor at once.
+    Streamed (:func:`.ranges.collect_ranges`): memory of one inference, not of every tensor at once;
+    ``measured`` (name -> :class:`.ranges.TensorRange`) where the frames already went through the graph.
     """
     from .ranges import batch_frames, collect_ranges
 
-    ranges = {name: r.absmax for name, r in collect_ranges(model, batch_frames(feeds)).items()}
+    if measured is None:
+        measured = collect_ranges(model, batch_frames(feeds))
+    ranges = {name: r.absmax for name, r in measured.items()}
     for name, value in feeds.items():
         ranges[name] = float(np.abs(value).max())
     return ranges

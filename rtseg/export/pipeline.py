@@ -184,14 +184,16 @@ class _Export:
                 note = "reused"
             else:
                 try:
-                    convert(onnx_path, dst, calib, self.input_name, policy, converter)
+                    convert(onnx_path, dst, calib, self.input_name, policy, converter,
+                            ranges=getattr(self, "calib_ranges", None))
                 except RtsegError as exc:
                     if self.opts.fp16_converter != "auto" or converter == "rtseg":
                         raise
                     self.say(f"  onnx_fp16  {exc}; falling back to rtseg's converter")
                     converter = "rtseg"
                     key = B.hash_key("fp16", src_sha, calib_sha, policy.as_dict(), converter)
-                    convert(onnx_path, dst, calib, self.input_name, policy, converter)
+                    convert(onnx_path, dst, calib, self.input_name, policy, converter,
+                            ranges=getattr(self, "calib_ranges", None))
                 self.steps.finish("fp16", key, [dst])
                 note = f"{time.perf_counter() - t:.1f} s"
             report = self.compare("onnx_fp16", dst, self.opts.gates["onnx_fp16"])
@@ -354,7 +356,12 @@ class _FromTorch(_Export):
                                self.upsample)
 
     def verify_fp32(self, onnx_path: Path) -> dict:
-        report = self.compare("onnx", onnx_path, self.opts.gates["onnx"])
+        from .ranges import RangeCollectingRunner
+
+        # One pass over the frames serves the FP32 check and the FP16 step's ranges (the opt-size frames).
+        runner = RangeCollectingRunner(onnx_path, self.shapes.opt) if self.opts.precision == "fp16" else None
+        report = self.compare("onnx", onnx_path, self.opts.gates["onnx"], runner=runner)
+        self.calib_ranges = runner.ranges if runner is not None else None
         report["note"] = self._onnx_note
         return report
 

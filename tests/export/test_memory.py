@@ -14,7 +14,8 @@ import onnx
 import pytest
 
 from rtseg.export.memory import estimate_export, onnx_activation_peak
-from rtseg.export.ranges import batch_frames, collect_ranges
+from rtseg.export.ranges import RangeCollectingRunner, batch_frames, collect_ranges
+from rtseg.export.verify import onnxruntime_runner
 
 REPO = Path(__file__).resolve().parents[2]
 GB = 1e9
@@ -87,6 +88,16 @@ def test_streamed_ranges_match_every_tensor_measured_directly(tmp_path):
         assert ranges[name].min_val == pytest.approx(float(values.min()), rel=1e-5, abs=1e-6), name
         assert ranges[name].shape == values.shape[1:]
     assert ranges["image"].absmax == pytest.approx(float(np.abs(frames).max()))
+
+    # The verification runner that collects the same ranges while it checks the FP32 graph.
+    runner = RangeCollectingRunner(path, (32, 48))
+    plain = onnxruntime_runner(path)
+    for i in range(3):
+        np.testing.assert_allclose(runner(frames[i:i + 1]), plain(frames[i:i + 1]), rtol=1e-5, atol=1e-5)
+    runner(np.zeros((1, 3, 64, 96), np.float32))  # another size: checked, not counted in the ranges
+    assert runner.frames == 3 and set(runner.ranges) == set(ranges)
+    assert all((runner.ranges[k].min_val, runner.ranges[k].max_val) == (r.min_val, r.max_val)
+               for k, r in ranges.items())
 
 
 def test_estimate_grows_with_size_and_activation_walk_sees_the_largest_tensors(tmp_path):
