@@ -1,11 +1,12 @@
 """FP32 ONNX graph -> mixed-precision FP16 graph for a strongly typed TensorRT build.
 
 TensorRT 11 has no ``BuilderFlag.FP16``: the precision of every layer is the type the graph gives it. This module
-writes that graph. The preferred converter is NVIDIA ModelOpt AutoCast (``nvidia-modelopt``): it runs the FP32
-graph on the calibration frames (ONNX Runtime, CPU) and keeps in FP32 the nodes whose values or weights would leave
-the FP16 range. Where ModelOpt is not installed, rtseg's own converter does the same job with the same rule: it
-measures every float tensor's largest magnitude on the calibration frames, keeps out-of-range and numerically
-sensitive nodes (large reductions, Softmax) in FP32, and puts Casts at the boundaries.
+writes that graph. The preferred converter is NVIDIA ModelOpt AutoCast (``nvidia-modelopt``): it keeps in FP32
+the nodes whose values or weights would leave the FP16 range. Where ModelOpt is not installed, rtseg's own
+converter does the same job with the same rule: it keeps out-of-range and numerically sensitive nodes (large
+reductions, Softmax) in FP32 and puts Casts at the boundaries. For both, the values' ranges on the calibration
+frames are measured by :mod:`.ranges` inside the graph, in the memory of one inference (at 1024x2048, keeping
+every tensor as AutoCast's own reference runner does would take tens of gigabytes).
 
 Both keep the graph's input and output float32, so the runtime feeds the same tensors to every artifact.
 The caller verifies the result; :data:`ATTEMPTS` are tried in order until one passes the gate.
