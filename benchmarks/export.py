@@ -67,7 +67,8 @@ def run_one(recipe: Path, size: str | None, weights: Path, out: Path) -> dict:
     load_before = os.getloadavg()[0]
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=ROOT, capture_output=True, text=True)
     stats = _time_v(proc.stderr)
-    row = {"command": " ".join(["rtseg", *cmd[3:]]), "returncode": proc.returncode,
+    shown = ["rtseg", "export", f"export/{recipe.name}", "--weights", f"FIXTURE/{weights.name}", "--force"]
+    row = {"command": " ".join(shown + (["--input-size", size] if size else [])), "returncode": proc.returncode,
            "wall_s": stats.get("wall_s"), "cpu_s": round(stats.get("user_s", 0) + stats.get("sys_s", 0), 1),
            "peak_rss_gb": round(stats.get("maxrss_kb", 0) * 1024 / 1e9, 2),
            "load_before": round(load_before, 1), "load_after": round(os.getloadavg()[0], 1)}
