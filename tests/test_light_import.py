@@ -38,6 +38,7 @@ def test_import_and_help_without_heavy_dependencies():
         import rtseg.export.options, rtseg.export.size_check, rtseg.export.recipes, rtseg.models.file_kind
         import rtseg.video, rtseg.video.cli, rtseg.video.sinks, rtseg.video.server, rtseg.video.stats
         import rtseg.demo, rtseg.demo.cli, rtseg.demo.run, rtseg.demo.train, rtseg.demo.video, rtseg.demo.summary
+        import rtseg.export.memory, rtseg.export.ranges
         heavy = sorted(m for m in set(sys.modules) - PRELOADED if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         sys.argv = ["rtseg", "--help"]

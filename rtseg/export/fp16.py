@@ -1,11 +1,12 @@
 """FP32 ONNX graph -> mixed-precision FP16 graph for a strongly typed TensorRT build.
 
 TensorRT 11 has no ``BuilderFlag.FP16``: the precision of every layer is the type the graph gives it. This module
-writes that graph. The preferred converter is NVIDIA ModelOpt AutoCast (``nvidia-modelopt``): it runs the FP32
-graph on the calibration frames (ONNX Runtime, CPU) and keeps in FP32 the nodes whose values or weights would leave
-the FP16 range. Where ModelOpt is not installed, rtseg's own converter does the same job with the same rule: it
-measures every float tensor's largest magnitude on the calibration frames, keeps out-of-range and numerically
-sensitive nodes (large reductions, Softmax) in FP32, and puts Casts at the boundaries.
+writes that graph. The preferred converter is NVIDIA ModelOpt AutoCast (``nvidia-modelopt``): it keeps in FP32
+the nodes whose values or weights would leave the FP16 range. Where ModelOpt is not installed, rtseg's own
+converter does the same job with the same rule: it keeps out-of-range and numerically sensitive nodes (large
+reductions, Softmax) in FP32 and puts Casts at the boundaries. For both, the values' ranges on the calibration
+frames are measured by :mod:`.ranges` inside the graph, in the memory of one inference (at 1024x2048, keeping
+every tensor as AutoCast's own reference runner does would take tens of gigabytes).
 
 Both keep the graph's input and output float32, so the runtime feeds the same tensors to every artifact.
 The caller verifies the result; :data:`ATTEMPTS` are tried in order until one passes the gate.
@@ -14,7 +15,6 @@ The caller verifies the result; :data:`ATTEMPTS` are tried in order until one pa
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,19 +62,20 @@ def available_converters() -> list[str]:
 
 
 def convert(src: Path, dst: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy,
-            converter: str = "auto") -> str:
+            converter: str = "auto", ranges: dict | None = None) -> str:
     """Write the mixed-precision graph of ``src`` to ``dst`` (atomically); return the converter used.
 
-    ``calib`` is float32 ``(N, 3, H, W)``, already normalised like the graph's input.
+    ``calib`` is float32 ``(N, 3, H, W)``, already normalised like the graph's input. ``ranges``: the tensors'
+    ranges on ``calib`` where already measured (:class:`.ranges.RangeCollectingRunner`), else measured here.
     """
     import onnx
 
     if converter == "auto":
         converter = available_converters()[0]
     if converter == "autocast":
-        model = _autocast(src, calib, input_name, policy)
+        model = _autocast(src, calib, input_name, policy, ranges)
     elif converter == "rtseg":
-        model = mixed_precision(onnx.load(str(src)), {input_name: calib}, policy)
+        model = mixed_precision(onnx.load(str(src)), {input_name: calib}, policy, ranges)
     else:
         raise RtsegError(f"unknown FP16 converter {converter!r}; use auto, autocast or rtseg")
     try:
@@ -87,7 +88,14 @@ def convert(src: Path, dst: Path, calib: np.ndarray, input_name: str, policy: Fp
     return converter
 
 
-def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy):
+def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy, ranges: dict | None = None):
+    """AutoCast with ranges measured by rtseg (:mod:`.ranges`) instead of its reference runner.
+
+    AutoCast's own runner marks every tensor a graph output and keeps them all, for every calibration frame, which
+    at 1024x2048 takes tens of gigabytes. Here it is given ``data_max=inf`` (so its runner does not run) and a
+    custom rule that applies AutoCast's own I/O-range and reduction-depth rules to the streamed ranges: the same
+    decisions, in the memory of one inference.
+    """
     try:
         from modelopt.onnx.autocast import configure_logging, convert_to_mixed_precision
     except Exception as exc:  # noqa: BLE001
@@ -97,19 +105,45 @@ def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy)
     level = logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR
     configure_logging(level)
     logging.getLogger("modelopt.onnx").setLevel(level)
-    with tempfile.TemporaryDirectory(prefix="rtseg-autocast-") as tmp:
-        data = Path(tmp) / "calib.npz"
-        np.savez(data, **{input_name: calib})
-        try:
-            with quiet_stdout():
-                return convert_to_mixed_precision(
-                    onnx_path=str(src), low_precision_type="fp16", keep_io_types=True,
-                    calibration_data=str(data), data_max=policy.data_max, init_max=policy.init_max,
-                    op_types_to_exclude=list(policy.fp32_ops) or None,
-                    max_depth_of_reduction=policy.max_reduction, providers=["cpu"], opset=_opset(src))
-        except Exception as exc:  # noqa: BLE001 - AutoCast raises many types; the user needs one line
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise RtsegError(f"ModelOpt AutoCast failed: {first}; try --fp16-converter rtseg") from None
+    try:
+        rule = _measured_rule(src, calib, input_name, policy, ranges)
+        with quiet_stdout():
+            return convert_to_mixed_precision(
+                onnx_path=str(src), low_precision_type="fp16", keep_io_types=True,
+                data_max=np.inf, init_max=policy.init_max, op_types_to_exclude=list(policy.fp32_ops) or None,
+                custom_rule=rule, max_depth_of_reduction=None, providers=["cpu"], opset=_opset(src))
+    except RtsegError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - AutoCast raises many types; the user needs one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise RtsegError(f"ModelOpt AutoCast failed: {first}; try --fp16-converter rtseg") from None
+
+
+def _measured_rule(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy, ranges: dict | None):
+    """AutoCast's I/O-range rule (and reduction-depth rule, where the policy sets one) on streamed ranges."""
+    import onnx
+    from modelopt.onnx.autocast.nodeclassifier import DepthOfReductionRule, IORangeRule, NodeRuleBase
+    from modelopt.onnx.autocast.referencerunner import TensorStats
+    from modelopt.onnx.autocast.utils import setup_mappings
+
+    from .ranges import batch_frames, collect_ranges
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
+    if ranges is None:
+        ranges = collect_ranges(model, batch_frames({input_name: calib}))
+    stats = {name: TensorStats(absmax=r.absmax, min_val=r.min_val, max_val=r.max_val, shape=r.shape)
+             for name, r in ranges.items()}
+    _, initializer_map, node_to_init_map = setup_mappings(model)
+    del model
+    rules = [IORangeRule(policy.data_max, stats, node_to_init_map)]
+    if policy.max_reduction is not None:
+        rules.append(DepthOfReductionRule(policy.max_reduction, stats, node_to_init_map, initializer_map))
+
+    class MeasuredRanges(NodeRuleBase):
+        def _check_inner(self, node):
+            return any(rule.check(node) for rule in rules)
+
+    return MeasuredRanges()
 
 
 def _opset(src: Path) -> int:
@@ -136,14 +170,14 @@ _FLOAT = 1  # onnx.TensorProto.FLOAT
 _FLOAT16 = 10  # onnx.TensorProto.FLOAT16
 
 
-def mixed_precision(model, feeds: dict[str, np.ndarray], policy: Fp16Policy):
+def mixed_precision(model, feeds: dict[str, np.ndarray], policy: Fp16Policy, measured: dict | None = None):
     """rtseg's converter: FP16 nodes and weights where the measured ranges allow, Casts at the boundaries."""
     import onnx
     from onnx import helper, numpy_helper
 
     model = onnx.shape_inference.infer_shapes(model)
     graph = model.graph
-    ranges = tensor_ranges(model, feeds)
+    ranges = tensor_ranges(model, feeds, measured)
     inits = {i.name: i for i in graph.initializer}
     float_tensors = _float_tensor_names(model)
 
@@ -217,29 +251,17 @@ def mixed_precision(model, feeds: dict[str, np.ndarray], policy: Fp16Policy):
     return onnx.shape_inference.infer_shapes(model)
 
 
-def tensor_ranges(model, feeds: dict[str, np.ndarray]) -> dict[str, float]:
-    """The largest magnitude of every float tensor of ``model`` over the frames in ``feeds`` (one at a time)."""
-    import onnx
-    import onnxruntime as ort
+def tensor_ranges(model, feeds: dict[str, np.ndarray], measured: dict | None = None) -> dict[str, float]:
+    """The largest magnitude of every float tensor of ``model`` over the frames in ``feeds`` (one at a time).
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for vi in model.graph.value_info:
-        if vi.type.tensor_type.elem_type == _FLOAT and vi.name not in known:
-            probe.graph.output.append(vi)
-    names = [o.name for o in probe.graph.output]
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor observable
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    ranges: dict[str, float] = {}
-    first = next(iter(feeds.values()))
-    for n in range(first.shape[0]):
-        outs = sess.run(names, {k: v[n:n + 1] for k, v in feeds.items()})
-        for name, value in zip(names, outs):
-            if value.dtype == np.float32 and value.size:
-                ranges[name] = max(ranges.get(name, 0.0), float(np.abs(value).max()))
+    Streamed (:func:`.ranges.collect_ranges`): memory of one inference, not of every tensor at once;
+    ``measured`` (name -> :class:`.ranges.TensorRange`) where the frames already went through the graph.
+    """
+    from .ranges import batch_frames, collect_ranges
+
+    if measured is None:
+        measured = collect_ranges(model, batch_frames(feeds))
+    ranges = {name: r.absmax for name, r in measured.items()}
     for name, value in feeds.items():
         ranges[name] = float(np.abs(value).max())
     return ranges

@@ -72,7 +72,8 @@ class _Export:
         t0 = time.perf_counter()
         self.prepare()  # all user errors surface here, before the output folder is touched
         class_table(self.num_classes, self.opts.classes)  # a wrong --classes now, not after the slow steps
-        check_size_fits([(s, self._frame_count(s)) for s in self._sizes()], self.num_classes)
+        check_size_fits([(s, self._frame_count(s)) for s in self._sizes()], self.num_classes)  # absurd sizes
+        self.check_memory()  # a size that cannot fit: one line now, not the OOM killer later
         self.frames = self.make_frames()  # --calib errors too
         existed = Path(self.opts.out).exists()
         self.out = B.prepare_out_dir(self.opts.out)  # removes rtseg.json: from here on no stale promise
@@ -109,6 +110,7 @@ class _Export:
             self.steps.forget("engine")
             engine, build_stamp = None, {}
             verification["engine"] = self._skip("engine", B.ENGINE_FILE, "an earlier gate failed")
+        self.frames = self.reference = None  # verification is over: its frames and outputs can go
 
         failed = [k for k in _VERIFIED if not verification.get(k, {}).get("passed", True)]
         passed = verification["passed"] = not failed
@@ -153,6 +155,27 @@ class _Export:
         self.frames_info = {"source": source, "sizes": [[*s, int(f.shape[0])] for s, f in frames.items()]}
         return frames
 
+    def frame_counts(self) -> dict[tuple[int, int], int]:
+        """(H, W) -> how many frames: ``calib_frames`` at the opt size, one at min and max."""
+        sizes = {self.shapes.opt: max(1, self.opts.calib_frames)}
+        if self.shapes.dynamic:
+            sizes.update({s: 1 for s in (self.shapes.min, self.shapes.max) if s != self.shapes.opt})
+        return sizes
+
+    def check_memory(self) -> None:
+        """Peak-memory estimate before any slow step (logged, so --verbose shows it); one line if it won't fit."""
+        from .memory import estimate_export, network_memory
+
+        sizes = self.frame_counts()
+        largest = max(sizes, key=lambda s: s[0] * s[1])
+        network = network_memory(getattr(self, "model", None), self.opts.onnx, self.input_name, self.output_kind,
+                                 largest)
+        if network is None:
+            return  # the network cannot be walked without data; the export goes on unchecked
+        estimate = estimate_export(sizes, self.num_classes, self.output_kind, *network)
+        log.info("%s", estimate.text())
+        estimate.check()
+
     def fp16_graph(self, onnx_path: Path) -> tuple[dict | None, dict]:
         from .fp16 import ATTEMPTS, available_converters, convert
 
@@ -170,14 +193,16 @@ class _Export:
                 note = "reused"
             else:
                 try:
-                    convert(onnx_path, dst, calib, self.input_name, policy, converter)
+                    convert(onnx_path, dst, calib, self.input_name, policy, converter,
+                            ranges=getattr(self, "calib_ranges", None))
                 except RtsegError as exc:
                     if self.opts.fp16_converter != "auto" or converter == "rtseg":
                         raise
                     self.say(f"  onnx_fp16  {exc}; falling back to rtseg's converter")
                     converter = "rtseg"
                     key = B.hash_key("fp16", src_sha, calib_sha, policy.as_dict(), converter, self.tools)
-                    convert(onnx_path, dst, calib, self.input_name, policy, converter)
+                    convert(onnx_path, dst, calib, self.input_name, policy, converter,
+                            ranges=getattr(self, "calib_ranges", None))
                 self.steps.finish("fp16", key, [dst])
                 note = f"{time.perf_counter() - t:.1f} s"
             report = self.compare("onnx_fp16", dst, self.opts.gates["onnx_fp16"])
@@ -362,7 +387,12 @@ class _FromTorch(_Export):
                                self.upsample, self.frame_sources, lambda x: first_nonfinite_module(self.model, x))
 
     def verify_fp32(self, onnx_path: Path) -> dict:
-        report = self.compare("onnx", onnx_path, self.opts.gates["onnx"])
+        from .ranges import RangeCollectingRunner
+
+        # One pass over the frames serves the FP32 check and the FP16 step's ranges (the opt-size frames).
+        runner = RangeCollectingRunner(onnx_path, self.shapes.opt) if self.opts.precision == "fp16" else None
+        report = self.compare("onnx", onnx_path, self.opts.gates["onnx"], runner=runner)
+        self.calib_ranges = runner.ranges if runner is not None else None
         report["note"] = self._onnx_note
         return report
 

@@ -49,9 +49,12 @@ def labels_from_output(out: np.ndarray, kind: str, upsample: dict, size: tuple[i
     import torch.nn.functional as F
 
     low = torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))  # (N, C, h, w)
-    if upsample.get("mode", "none") != "none" and tuple(low.shape[-2:]) != tuple(size):
-        low = F.interpolate(low, size=size, mode="bilinear", align_corners=bool(upsample.get("align_corners")))
-    return low.argmax(dim=1).numpy()  # (N, H, W)
+    if upsample.get("mode", "none") == "none" or tuple(low.shape[-2:]) == tuple(size):
+        return low.argmax(dim=1).numpy()  # (N, H, W)
+    # One frame at a time: (N, C, H, W) float32 logits at 1024x2048 would be 160 MB per frame at once.
+    align = bool(upsample.get("align_corners"))
+    return np.concatenate([F.interpolate(low[i:i + 1], size=size, mode="bilinear", align_corners=align)
+                           .argmax(dim=1).numpy() for i in range(low.shape[0])])  # (N, H, W)
 
 
 def build_reference(run: Runner, inputs: dict, kind: str, upsample: dict, sources: dict | None = None,
