@@ -83,3 +83,21 @@ def small_bundle(tmp_path_factory):
                          dynamic=((32, 64), (128, 256)), calib_frames=2)
     assert run_export(opts, say=lambda line: None).passed
     return out
+
+
+@pytest.fixture(autouse=True)
+def _keep_working_directory(request):
+    """Some libraries change the working directory into a temporary folder and leave it there; once that folder is
+    deleted, every later subprocess (Ray's, GStreamer's) fails with ENOENT. Put it back after each test, loudly."""
+    import os
+    import warnings
+
+    start = os.getcwd()
+    yield
+    try:
+        now = os.getcwd()
+    except FileNotFoundError:
+        now = None
+    if now != start:
+        os.chdir(start)
+        warnings.warn(f"{request.node.nodeid} left the working directory at {now}; restored", stacklevel=1)

@@ -16,13 +16,20 @@ from .media import make_video
 
 @pytest.fixture(scope="module")
 def slow_seg(bundle):
-    """The same real bundle run by PyTorch eager at 384x640: slower than a 30 fps camera on a CPU (ONNX Runtime
-    runs this small graph at about 30 fps here, too close to the camera for the test to mean anything)."""
+    """The same real bundle run by PyTorch eager on one thread at 384x640: slower than a 30 fps camera on this CPU
+    (ONNX Runtime, or PyTorch on both cores, runs this small graph near 30 fps, too close to the camera)."""
+    import torch
+
     from rtseg.runtime import load
 
-    with load(bundle, backend="torch", device="cpu", input_size=(384, 640)) as s:
-        s.segment(np.zeros((120, 160, 3), np.uint8))  # the first inference allocates; keep it out of the timings
-        yield s
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with load(bundle, backend="torch", device="cpu", input_size=(384, 640)) as s:
+            s.segment(np.zeros((120, 160, 3), np.uint8))  # the first inference allocates; keep it out of the timings
+            yield s
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_live_source_with_a_slower_model_drops_and_stays_fresh(slow_seg, tmp_path):
