@@ -27,9 +27,9 @@ from ..errors import RtsegError
 from . import bundle as B
 from .classes import class_table
 from .options import ExportOptions
-from .scenes import Preprocessing, load_frames_named, normalize, synthetic_scenes
+from .scenes import load_frames_named, normalize, synthetic_scenes
 from .size_check import check_size_fits
-from .torch_onnx import INPUT_NAME, OPSET, Shapes
+from .torch_onnx import OPSET, Shapes
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,14 @@ def run_export(opts: ExportOptions, say=None) -> ExportResult:
 
         if (reason := tensorrt_missing_reason()) is not None:  # before any slow step
             raise RtsegError(f"--require-engine: {reason}")
+    from .graph_sources import BringYourOwn, FromTorch
+
     if opts.onnx is not None:
-        return _BringYourOwn(opts, say).run()
-    return _FromTorch(opts, say).run()
+        return BringYourOwn(opts, say).run()
+    return FromTorch(opts, say).run()
 
 
-class _Export:
+class Export:
     """Shared steps; subclasses provide the FP32 graph and the reference."""
 
     def __init__(self, opts: ExportOptions, say):
@@ -72,7 +74,7 @@ class _Export:
         t0 = time.perf_counter()
         self.prepare()  # all user errors surface here, before the output folder is touched
         class_table(self.num_classes, self.opts.classes)  # a wrong --classes now, not after the slow steps
-        check_size_fits([(s, self._frame_count(s)) for s in self._sizes()], self.num_classes)  # absurd sizes
+        check_size_fits(list(self.frame_counts().items()), self.num_classes)  # absurd sizes
         self.check_memory()  # a size that cannot fit: one line now, not the OOM killer later
         self.frames = self.make_frames()  # --calib errors too
         existed = Path(self.opts.out).exists()
@@ -129,20 +131,10 @@ class _Export:
         self.say(f"  {name:<10} {file:<16} skipped: {why}")
         return {"skipped": why, "passed": False}
 
-    def _sizes(self) -> list[tuple[int, int]]:
-        sizes = [self.shapes.opt]
-        if self.shapes.dynamic:
-            sizes += [s for s in (self.shapes.min, self.shapes.max) if s != self.shapes.opt]
-        return sizes
-
-    def _frame_count(self, size: tuple[int, int]) -> int:
-        return self.opts.calib_frames if size == self.shapes.opt else 1
-
     def make_frames(self) -> dict[tuple[int, int], np.ndarray]:
         """Normalised verification/calibration frames: ``calib_frames`` at the opt size, one at min and max."""
         frames, self.frame_sources = {}, {}
-        for h, w in self._sizes():
-            n = self._frame_count((h, w))
+        for (h, w), n in self.frame_counts().items():
             if self.opts.calib is not None:
                 raw, names = load_frames_named(self.opts.calib, n, h, w)
             else:
@@ -315,160 +307,6 @@ class _Export:
             raise RtsegError(f"--input-size {opt[0]}x{opt[1]} is outside --dynamic {lo[0]}x{lo[1]}:{hi[0]}x{hi[1]};"
                              f" the input size is the optimisation size and must lie in the range")
         return Shapes(opt, lo, hi)
-
-
-class _FromTorch(_Export):
-    reference_name = "pytorch"
-
-    def prepare(self) -> None:
-        from ..models import create_model, model_info
-
-        opts = self.opts
-        info = model_info(opts.model)
-        self.shapes = self._shapes_from_options()
-        self.num_classes = int(opts.num_classes or info.default_num_classes)
-        if opts.weights is not None and not Path(opts.weights).is_file():
-            raise RtsegError(f"--weights {opts.weights}: no such file; pass the .pth checkpoint of {info.name}")
-        if opts.weights is None:
-            import torch
-
-            with torch.random.fork_rng():  # untrained weights, but the same ones on every run (step reuse)
-                torch.manual_seed(0)
-                self.model = create_model(info.name, num_classes=self.num_classes)
-        else:
-            self.model = create_model(info.name, num_classes=self.num_classes, checkpoint=opts.weights)
-        for hw in [self.shapes.opt, self.shapes.min, self.shapes.max]:
-            if hw is not None:
-                self.model.check_input_size(*hw)
-        if self.shapes.dynamic and not getattr(self.model, "dynamic_shapes_supported", True):
-            raise RtsegError(f"{info.name} cannot export with dynamic sizes ({info.size_rule}: its pooling windows"
-                             f" are fixed for one size); drop --dynamic and export one --input-size per size")
-        if opts.weights is None:
-            self.say(f"note: no --weights given; exporting {info.name} with untrained initial weights")
-        self.model_name, self.family = info.name, info.family
-        self.pre = opts.preprocessing(info.name, info.family, base=self._checkpoint_pre())
-        self.input_name, self.output_kind = INPUT_NAME, opts.head
-        self.output_name = "logits" if opts.head == "logits" else "labels"
-        up = self.model.final_upsample
-        self.upsample = {"mode": up.mode, "size": "input", "align_corners": bool(up.align_corners)}
-        self.size_multiple = int(self.model.size_multiple)
-        weights_sha = B.sha256_file(opts.weights) if opts.weights else "untrained, torch seed 0"
-        self.source_info = {"weights": str(opts.weights) if opts.weights else None,
-                            "weights_sha256": weights_sha if opts.weights else None,
-                            "output_stride": info.output_stride}
-        self.onnx_key = B.hash_key("onnx", info.name, self.num_classes, weights_sha, self.shapes.as_dict(),
-                                   opts.head, OPSET, opts.exporter, B.tool_versions())
-        self.title = info.name
-
-    def _checkpoint_pre(self) -> Preprocessing | None:
-        """The preprocessing the loaded checkpoint declares (e.g. DIGITS' input shift), if any."""
-        pre = getattr(self.model, "checkpoint_preprocessing", None)
-        if not pre:
-            return None
-        self.say(f"note: input preprocessing from the checkpoint: {pre['channel_order']} pixels in"
-                 f" 0..{pre['value_scale']:g}, mean {tuple(pre['mean'])}, std {tuple(pre['std'])}")
-        return Preprocessing(tuple(pre["mean"]), tuple(pre["std"]), pre["channel_order"], float(pre["value_scale"]))
-
-    def fp32_graph(self, path: Path) -> None:
-        from .torch_onnx import export_torch
-
-        t = time.perf_counter()
-        if not self.opts.force and self.steps.reusable("onnx", self.onnx_key, [path]):
-            self._onnx_note = "reused"
-            return
-        export_torch(self.model, path, self.shapes, self.opts.head, OPSET, self.opts.exporter)
-        self.steps.finish("onnx", self.onnx_key, [path])
-        self._onnx_note = f"{time.perf_counter() - t:.1f} s"
-
-    def make_reference(self, onnx_path: Path):
-        from .verify import build_reference, first_nonfinite_module, torch_runner
-
-        return build_reference(torch_runner(self.model, self.opts.head), self.frames, self.output_kind,
-                               self.upsample, self.frame_sources, lambda x: first_nonfinite_module(self.model, x))
-
-    def verify_fp32(self, onnx_path: Path) -> dict:
-        from .ranges import RangeCollectingRunner
-
-        # One pass over the frames serves the FP32 check and the FP16 step's ranges (the opt-size frames).
-        runner = RangeCollectingRunner(onnx_path, self.shapes.opt) if self.opts.precision == "fp16" else None
-        report = self.compare("onnx", onnx_path, self.opts.gates["onnx"], runner=runner)
-        self.calib_ranges = runner.ranges if runner is not None else None
-        report["note"] = self._onnx_note
-        return report
-
-
-class _BringYourOwn(_Export):
-    reference_name = "onnx fp32 (no PyTorch model for --onnx)"
-
-    def prepare(self) -> None:
-        from ..models.file_kind import check_onnx_file
-        from .torch_onnx import inspect_segmentation_graph
-        from .verify import first_nonfinite_initializer
-
-        opts = self.opts
-        src = Path(opts.onnx)
-        if not src.is_file():
-            raise RtsegError(f"--onnx {src}: no such file; pass the path of a .onnx model")
-        if opts.num_classes is None:
-            raise RtsegError("--num-classes is required with --onnx")
-        check_onnx_file(src)
-        self.num_classes = int(opts.num_classes)
-        io = inspect_segmentation_graph(src, self.num_classes)
-        if (name := first_nonfinite_initializer(src)) is not None:
-            raise RtsegError(f"{src.name}: weight {name!r} holds NaN or infinity (a diverged training run?); export"
-                             f" the model from a checkpoint before it diverged")
-        if opts.input_size is None and io.static_hw is not None:
-            opts.input_size = io.static_hw
-        self.shapes = self._shapes_from_options()
-        if io.static_hw is not None and (self.shapes.dynamic or io.static_hw != self.shapes.opt):
-            raise RtsegError(f"{src.name} takes only {io.static_hw[0]}x{io.static_hw[1]} inputs (its input shape is"
-                             f" fixed); pass --input-size {io.static_hw[0]}x{io.static_hw[1]} without --dynamic")
-        self.io = io
-        self.model_name, self.family = src.stem, "onnx"
-        self.pre = opts.preprocessing(None, None)
-        self.input_name, self.output_name, self.output_kind = io.input_name, io.output_name, io.kind
-        self.upsample = {"mode": "bilinear", "size": "input", "align_corners": bool(opts.align_corners)}
-        self.size_multiple = 1
-        self.src_sha = B.sha256_file(src)
-        self.source_info = {"onnx": str(src), "onnx_sha256": self.src_sha}
-        self.title = src.name
-
-    def fp32_graph(self, path: Path) -> None:
-        from .torch_onnx import import_onnx
-
-        key = B.hash_key("onnx-import", self.src_sha, OPSET, self.tools)
-        if self.opts.force or not self.steps.reusable("onnx", key, [path]):
-            import_onnx(Path(self.opts.onnx), path, self.shapes.opt)
-            self.steps.finish("onnx", key, [path])
-
-    def make_reference(self, onnx_path: Path):
-        from .verify import build_reference, first_nonfinite_node, onnxruntime_runner
-
-        run = onnxruntime_runner(onnx_path)
-        for size, x in self.frames.items():  # the graph must run at every size and give a per-pixel output
-            out = run(x[:1])
-            self._check_output(out, size)
-        return build_reference(run, self.frames, self.output_kind, self.upsample, self.frame_sources,
-                               lambda x: first_nonfinite_node(onnx_path, x))
-
-    def _check_output(self, out: np.ndarray, size: tuple[int, int]) -> None:
-        h, w = size
-        name = Path(self.opts.onnx).name
-        if self.output_kind == "labels":
-            if out.shape[-2:] != (h, w):
-                raise RtsegError(f"{name} is not a segmentation model: labels {out.shape} for a {h}x{w} input")
-            return
-        if out.shape[1] != self.num_classes:
-            raise RtsegError(f"{name} outputs {out.shape[1]} channels but --num-classes is {self.num_classes}")
-        oh, ow = out.shape[-2:]
-        if (oh, ow) == (h, w):
-            self.upsample = {"mode": "none", "size": "input", "align_corners": False}
-        elif not (1 <= oh <= h and 1 <= ow <= w and abs(h / oh - w / ow) <= 0.25 * h / oh):
-            raise RtsegError(f"{name} is not a segmentation model: a {h}x{w} input gives a {oh}x{ow} output,"
-                             f" not a map at the input size or a fixed fraction of it")
-
-    def verify_fp32(self, onnx_path: Path) -> dict:
-        return {"skipped": "the FP32 graph is the reference (no PyTorch model for --onnx)", "passed": True}
 
 
 def _size_text(shapes: Shapes) -> str:
