@@ -22,16 +22,13 @@ def gpu_missing_reason() -> str | None:
     """None when the CUDA driver sees a GPU, else why not (one line)."""
     if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
         return "cuda-python is not installed, so no GPU can be used (pip install 'rtseg[gpu]')"
-    try:
-        from cuda.bindings import driver
+    from ..kernels.driver import device_count  # the kernels' driver layer: one cuInit, one place
 
-        (err,) = driver.cuInit(0)
-        if int(err) != 0:
-            return f"no usable CUDA driver ({getattr(err, 'name', err)})"
-        err, count = driver.cuDeviceGetCount()
-    except Exception:  # noqa: BLE001 - cuda-python raises when libcuda is absent: no driver, no GPU
+    try:
+        count = device_count()
+    except Exception:  # noqa: BLE001 - RtsegError, or cuda-python raising where libcuda is absent: no GPU here
         return "no CUDA driver on this machine"
-    if int(err) != 0 or count < 1:
+    if count < 1:
         return "no NVIDIA GPU on this machine"
     return None
 
