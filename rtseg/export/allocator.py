@@ -22,7 +22,8 @@ import platform
 log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # from glibc's malloc.h
-_MMAP_THRESHOLD = 1 << 30  # blocks below 1 GiB come from the heap and are reused after free
+_MMAP_THRESHOLD = 256 << 20  # blocks below 256 MiB (activations) come from the heap and are reused after free;
+#                              larger ones (a VGG's weights, serialised graphs) still go straight back to the system
 _TRIM_THRESHOLD = (1 << 31) - 1  # give the heap's top back to the system only above ~2 GiB free
 _TOP_PAD = 64 << 20  # grow the heap in 64 MiB steps
 
