@@ -89,7 +89,7 @@ def rtseg_run(seg, video: Path, out: Path, alpha: float) -> dict:
     summary = run_pipeline(seg, str(video), save=out, alpha=alpha, handle_signals=False)
     rates = _rates(summary.frames, time.perf_counter() - start, _cpu_s() - cpu)
     stages = {k: round(v["p50"] * 1e3, 2) for k, v in summary.stages.items() if v.get("n")}
-    return {**rates, "stage_p50_ms": stages}
+    return {**rates, "stage_p50_ms": stages, "segmenting": summary.segmenting}
 
 
 def compare_outputs(a: Path, b: Path) -> dict:
