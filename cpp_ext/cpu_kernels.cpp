@@ -238,11 +238,30 @@ float from_float<float>(float v) { return v; }
 template <>
 u16 from_float<u16>(float v) { return rtseg::float_to_half(v); }
 
+// Horizontal pass of one source row whose pixels are packed (3 bytes apart, channels adjacent): the common case,
+// with constant strides so the compiler keeps everything in registers.
+RTSEG_CLONES void horizontal_packed(const u8* src, const rtseg::CvTap* tx, i64 W, int* dst) {
+    for (i64 X = 0; X < W; ++X) {
+        const rtseg::CvTap u = tx[X];
+        const u8* p0 = src + u.i0 * 3;
+        const u8* p1 = src + u.i1 * 3;
+        dst[X * 3] = rtseg::cv_horizontal(p0[0], p1[0], u);
+        dst[X * 3 + 1] = rtseg::cv_horizontal(p0[1], p1[1], u);
+        dst[X * 3 + 2] = rtseg::cv_horizontal(p0[2], p1[2], u);
+    }
+}
+
+// Vertical pass of one output row, all channels at once (a loop without lookups, which the compiler vectorises).
+RTSEG_CLONES void vertical_row(const int* s0, const int* s1, const rtseg::CvTap t, i64 n, u8* out) {
+    for (i64 i = 0; i < n; ++i) out[i] = rtseg::cv_vertical(s0[i], s1[i], t);
+}
+
 template <class T>
 void preprocess_impl(const View& in, T* out, i64 H, i64 W, const float* mean, const float* stdv, float pixel_range,
                      bool rgb, int threads) {
     const i64 h = in.shape[0], w = in.shape[1];
     const i64 sY = in.strides[0], sX = in.strides[1], sC = in.strides[2];
+    const bool packed = sX == 3 && sC == 1;
     const double scx = rtseg::cv_scale((int)w, (int)W), scy = rtseg::cv_scale((int)h, (int)H);
     std::vector<rtseg::CvTap> tx(W), ty(H);
     for (i64 X = 0; X < W; ++X) tx[X] = rtseg::cv_linear_tap((int)X, (int)w, scx, true);
@@ -259,9 +278,14 @@ void preprocess_impl(const View& in, T* out, i64 H, i64 W, const float* mean, co
         // Horizontal pass of the two source rows an output row needs, cached as OpenCV does: consecutive output
         // rows mostly share their source rows.
         std::vector<int> rows[2] = {std::vector<int>(W * 3), std::vector<int>(W * 3)};
+        std::vector<u8> resized(W * 3);  // one output row, channels interleaved as in the frame
         i64 cached[2] = {-1, -1};
         auto horizontal = [&](i64 sy, std::vector<int>& dst) {
             const char* src = in.ptr + sy * sY;
+            if (packed) {
+                horizontal_packed(reinterpret_cast<const u8*>(src), tx.data(), W, dst.data());
+                return;
+            }
             for (i64 X = 0; X < W; ++X) {
                 const rtseg::CvTap u = tx[X];
                 const char* p0 = src + u.i0 * sX;
@@ -283,11 +307,13 @@ void preprocess_impl(const View& in, T* out, i64 H, i64 W, const float* mean, co
             const rtseg::CvTap t = ty[Y];
             const int* s0 = fetch(t.i0, t.i1);
             const int* s1 = fetch(t.i1, t.i0);
+            vertical_row(s0, s1, t, W * 3, resized.data());
             for (int c = 0; c < 3; ++c) {
                 const int oc = rgb ? 2 - c : c;
                 T* dst = out + oc * plane + Y * W;
                 const T* table = lut[oc];
-                for (i64 X = 0; X < W; ++X) dst[X] = table[rtseg::cv_vertical(s0[X * 3 + c], s1[X * 3 + c], t)];
+                const u8* v = resized.data() + c;
+                for (i64 X = 0; X < W; ++X) dst[X] = table[v[X * 3]];
             }
         }
     });
