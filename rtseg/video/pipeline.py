@@ -73,7 +73,8 @@ class _Stages:
         self.workers = self._segment_workers() if self.lossless else [seg]
         #: what computes the overlay in the consumer: a worker's copy (its thread count) in throughput mode
         self.overlay_seg = self.workers[0]
-        self._turn = threading.Condition()     # throughput mode: results leave in the order frames were read
+        self._order = threading.Lock()         # results leave in the order frames were read
+        self._finished: dict[int, Result] = {}  # segmented, waiting for an earlier frame still being segmented
         self._next_out = 0
         self._running = len(self.workers)
         self.threads = [threading.Thread(target=self._segment, args=(worker,), name=f"rtseg-segment-{i}",
@@ -150,19 +151,16 @@ class _Stages:
                 continue
         return None
 
-    def _wait_turn(self, seq: int) -> bool:
-        """Block until every result before frame ``seq`` has been handed out; False when the run is stopping."""
-        with self._turn:
-            while self._next_out != seq:
-                if self.abort.is_set() or self.model_error is not None:
+    def _hand_out(self, seq: int, result: Result) -> bool:
+        """Queue ``result`` for the consumer once every earlier frame has gone; a segment thread that finishes
+        ahead of the other leaves its result here and takes the next frame at once. False: the consumer is gone."""
+        with self._order:  # held while queueing, so two threads never interleave their results
+            self._finished[seq] = result
+            while self._next_out in self._finished:
+                if not self._put(self.results, self._finished.pop(self._next_out)):
                     return False
-                self._turn.wait(0.1)
+                self._next_out += 1
         return True
-
-    def _done_turn(self) -> None:
-        with self._turn:
-            self._next_out += 1
-            self._turn.notify_all()
 
     def _segment(self, seg) -> None:
         count = 0
@@ -189,21 +187,15 @@ class _Stages:
                 result = Result(frame.index, frame.image, r.labels, timings, frame.captured,
                                 staleness=taken - frame.captured, name=frame.name,
                                 overlay=getattr(r, "overlay", None))
-                if self.lossless and not self._wait_turn(seq):
-                    return
-                handed = self._put(self.results, result)
-                if self.lossless:
-                    self._done_turn()
-                if not handed:
+                if not self._hand_out(seq, result):
                     return
                 count += 1
         except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
             self.model_error = exc
         finally:
-            with self._turn:
+            with self._order:
                 self._running -= 1
                 last = self._running == 0
-                self._turn.notify_all()
             if last:  # after every result of every segment thread
                 self._put(self.results, _END)
 
