@@ -86,11 +86,13 @@ class _Stages:
 
     def _segment_workers(self) -> list:
         """Two one-thread copies of the model where the Segmenter offers them and has two CPU threads to split;
-        otherwise the Segmenter itself, alone."""
+        otherwise the Segmenter itself, alone. A segmenter shared by several streams (``thread_safe``, e.g.
+        :class:`~rtseg.video.streams.SharedSegmenter`) is left as it is: its copies would be shared too."""
         seg = self.seg
         runner = getattr(seg, "runner", None)
         budget = getattr(runner, "threads", None)
-        if runner is None or runner.on_gpu or not hasattr(seg, "replicas") or not budget or budget < 2:
+        if (runner is None or runner.on_gpu or getattr(seg, "thread_safe", False) or not hasattr(seg, "replicas")
+                or not budget or budget < 2):
             return [seg]
         return seg.replicas(2, budget // 2) or [seg]
 

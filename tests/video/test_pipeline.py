@@ -82,6 +82,13 @@ def test_file_on_two_threads_runs_two_frames_side_by_side_in_order(bundle, video
             np.testing.assert_array_equal(mask, seg2.segment(image).labels, err_msg=f"frame {i}")
         live = run_pipeline(seg2, open_source(video300, live=True), max_frames=5)
         assert live.segmenting == "one frame at a time"  # a live source: every thread on the newest frame
+        from rtseg.video.streams import SharedSegmenter
+
+        shared = SharedSegmenter(seg2)  # several streams' frames meet in its batches: no private copies
+        try:
+            assert run_pipeline(shared, str(video300), max_frames=5).segmenting == "one frame at a time"
+        finally:
+            shared.close()
     with load(bundle, backend="onnxruntime", device="cpu", threads=1) as seg1:
         assert run_pipeline(seg1, str(video300), max_frames=5).segmenting == "one frame at a time"
     assert not _rtseg_threads()
