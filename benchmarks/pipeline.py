@@ -103,6 +103,16 @@ def compare_outputs(a: Path, b: Path) -> dict:
     return {"frames_compared": len(diffs), "max_abs_diff": max(diffs), "identical_frames": diffs.count(0)}
 
 
+def _segment_stage_cpu(s, images: list, alpha: float, per_frame) -> dict:
+    inputs = [s._preprocess(im).copy() for im in images[:2]]
+    logits = s.runner.infer(inputs[0])[0]
+    labels = s.segment(images[0]).labels
+    return {"preprocess": per_frame(s._preprocess, images),
+            "infer": per_frame(lambda i: s.runner.infer(inputs[i % 2]), range(len(images))),
+            "upsample_argmax": per_frame(lambda im: s._postprocess(logits, im.shape[:2], False), images),
+            "overlay": per_frame(lambda im: s.overlay(im, labels, alpha=alpha), images)}
+
+
 def stage_cpu(seg, video: Path, frames: int, alpha: float) -> dict:
     """CPU ms per frame of each stage, run stage by stage over the same frames (process CPU time, so a library's
     own threads count): with the Segmenter as loaded (the naive loop) and with a one-thread copy (what each of the
@@ -126,15 +136,8 @@ def stage_cpu(seg, video: Path, frames: int, alpha: float) -> dict:
     images = [f.to_ndarray(format="bgr24") for f in decoded]
     copies = seg.replicas(1, 1) if hasattr(seg, "replicas") and not seg.runner.on_gpu else []
     for name, s in (("as_loaded", seg), ("one_thread", copies[0] if copies else None)):
-        if s is None:
-            continue
-        inputs = [s._preprocess(im).copy() for im in images[:2]]
-        logits = s.runner.infer(inputs[0])[0]
-        labels = s.segment(images[0]).labels
-        out[name] = {"preprocess": per_frame(s._preprocess, images),
-                     "infer": per_frame(lambda i: s.runner.infer(inputs[i % 2]), range(len(images))),
-                     "upsample_argmax": per_frame(lambda im: s._postprocess(logits, im.shape[:2], False), images),
-                     "overlay": per_frame(lambda im: s.overlay(im, labels, alpha=alpha), images)}
+        if s is not None:
+            out[name] = _segment_stage_cpu(s, images, alpha, per_frame)
     with tempfile.TemporaryDirectory() as tmp:
         sink = VideoFileSink(Path(tmp) / "stage.mp4", 30)
         start = _cpu_s()
