@@ -6,7 +6,8 @@ each stage on its own thread (``run_pipeline(seg, video, save=...)``). Both writ
 compared. On a GPU the model-only FPS at 1080p is measured as well, for the "end-to-end >= 0.8x model" check.
 
     python benchmarks/pipeline.py [--frames 120] [--input-size 512x1024] [--bundle DIR]
-    -> a table on stdout and benchmarks/results/pipeline-<host>.json (machine stamp included)
+    -> a table on stdout and benchmarks/results/pipeline-<host>.json (machine stamp included), with each stage's
+       CPU ms per frame measured alone (where the CPU goes)
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def rtseg_run(seg, video: Path, out: Path, alpha: float) -> dict:
     summary = run_pipeline(seg, str(video), save=out, alpha=alpha, handle_signals=False)
     rates = _rates(summary.frames, time.perf_counter() - start, _cpu_s() - cpu)
     stages = {k: round(v["p50"] * 1e3, 2) for k, v in summary.stages.items() if v.get("n")}
-    return {**rates, "stage_p50_ms": stages}
+    return {**rates, "stage_p50_ms": stages, "segmenting": summary.segmenting}
 
 
 def compare_outputs(a: Path, b: Path) -> dict:
@@ -100,6 +101,51 @@ def compare_outputs(a: Path, b: Path) -> dict:
                             - fb.to_ndarray(format="bgr24").astype(np.int16)).max())
                  for fa, fb in zip(ca.decode(video=0), cb.decode(video=0), strict=True)]
     return {"frames_compared": len(diffs), "max_abs_diff": max(diffs), "identical_frames": diffs.count(0)}
+
+
+def _segment_stage_cpu(s, images: list, alpha: float, per_frame) -> dict:
+    inputs = [s._preprocess(im).copy() for im in images[:2]]
+    logits = s.runner.infer(inputs[0])[0]
+    labels = s.segment(images[0]).labels
+    return {"preprocess": per_frame(s._preprocess, images),
+            "infer": per_frame(lambda i: s.runner.infer(inputs[i % 2]), range(len(images))),
+            "upsample_argmax": per_frame(lambda im: s._postprocess(logits, im.shape[:2], False), images),
+            "overlay": per_frame(lambda im: s.overlay(im, labels, alpha=alpha), images)}
+
+
+def stage_cpu(seg, video: Path, frames: int, alpha: float) -> dict:
+    """CPU ms per frame of each stage, run stage by stage over the same frames (process CPU time, so a library's
+    own threads count): with the Segmenter as loaded (the naive loop) and with a one-thread copy (what each of the
+    pipeline's two segment threads runs). The sink's figure includes libx264's threads and the final flush."""
+    import av
+
+    from rtseg.video.sinks import VideoFileSink
+
+    def per_frame(fn, items) -> float:
+        start = _cpu_s()
+        for item in items:
+            fn(item)
+        return round((_cpu_s() - start) / len(items) * 1e3, 2)
+
+    start = _cpu_s()
+    with av.open(str(video)) as container:
+        container.streams.video[0].thread_type = "AUTO"
+        decoded = [f for _, f in zip(range(frames), container.decode(video=0))]
+    out = {"decode": round((_cpu_s() - start) / len(decoded) * 1e3, 2)}
+    out["to_bgr"] = per_frame(lambda f: f.to_ndarray(format="bgr24"), decoded)
+    images = [f.to_ndarray(format="bgr24") for f in decoded]
+    copies = seg.replicas(1, 1) if hasattr(seg, "replicas") and not seg.runner.on_gpu else []
+    for name, s in (("as_loaded", seg), ("one_thread", copies[0] if copies else None)):
+        if s is not None:
+            out[name] = _segment_stage_cpu(s, images, alpha, per_frame)
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = VideoFileSink(Path(tmp) / "stage.mp4", 30)
+        start = _cpu_s()
+        for im in images:
+            sink.write(SimpleNamespace(overlay=im, frame=im))
+        sink.close()
+        out["sink_h264"] = round((_cpu_s() - start) / len(images) * 1e3, 2)
+    return out
 
 
 def model_only_fps(seg, video: Path, frames: int) -> dict:
@@ -151,6 +197,7 @@ def main(argv=None) -> int:
             naive2 = naive_loop(seg, video, tmp / "naive2.mp4", args.alpha)
             piped2 = rtseg_run(seg, video, tmp / "rtseg2.mp4", args.alpha)
             same = compare_outputs(tmp / "naive.mp4", tmp / "rtseg.mp4")
+            stages = stage_cpu(seg, video, min(args.frames, 30), args.alpha)
             model = model_only_fps(seg, video, min(args.frames, 60)) if describe["device"] != "cpu" else None
     best_naive = max(naive, naive2, key=lambda r: r["fps"])
     best_piped = max(piped, piped2, key=lambda r: r["fps"])
@@ -160,6 +207,7 @@ def main(argv=None) -> int:
                   "runtime": describe, "alpha": args.alpha, "writer": "H.264 mp4 (libx264 veryfast) via PyAV"},
         "naive_loop": [naive, naive2], "rtseg_run": [piped, piped2],
         "speedup": best_piped["fps"] / best_naive["fps"], "same_output": same,
+        "stage_cpu_ms_per_frame": stages,
     }
     if model is not None:
         results["model_only"] = model
@@ -172,6 +220,7 @@ def main(argv=None) -> int:
               f" {a['cores_busy']:.2f}, {b['cores_busy']:.2f}; CPU s/frame {a['cpu_s_per_frame']:.3f},"
               f" {b['cpu_s_per_frame']:.3f}")
     print(f"rtseg run stage p50 ms: {piped['stage_p50_ms']}")
+    print(f"stage CPU ms/frame: {stages}")
     print(f"speedup      {results['speedup']:.2f}x; outputs: {same['identical_frames']}/{same['frames_compared']}"
           f" frames identical, max |diff| {same['max_abs_diff']}")
     if model is not None:

@@ -238,11 +238,30 @@ float from_float<float>(float v) { return v; }
 template <>
 u16 from_float<u16>(float v) { return rtseg::float_to_half(v); }
 
+// Horizontal pass of one source row whose pixels are packed (3 bytes apart, channels adjacent): the common case,
+// with constant strides so the compiler keeps everything in registers.
+RTSEG_CLONES void horizontal_packed(const u8* src, const rtseg::CvTap* tx, i64 W, int* dst) {
+    for (i64 X = 0; X < W; ++X) {
+        const rtseg::CvTap u = tx[X];
+        const u8* p0 = src + u.i0 * 3;
+        const u8* p1 = src + u.i1 * 3;
+        dst[X * 3] = rtseg::cv_horizontal(p0[0], p1[0], u);
+        dst[X * 3 + 1] = rtseg::cv_horizontal(p0[1], p1[1], u);
+        dst[X * 3 + 2] = rtseg::cv_horizontal(p0[2], p1[2], u);
+    }
+}
+
+// Vertical pass of one output row, all channels at once (a loop without lookups, which the compiler vectorises).
+RTSEG_CLONES void vertical_row(const int* s0, const int* s1, const rtseg::CvTap t, i64 n, u8* out) {
+    for (i64 i = 0; i < n; ++i) out[i] = rtseg::cv_vertical(s0[i], s1[i], t);
+}
+
 template <class T>
 void preprocess_impl(const View& in, T* out, i64 H, i64 W, const float* mean, const float* stdv, float pixel_range,
                      bool rgb, int threads) {
     const i64 h = in.shape[0], w = in.shape[1];
     const i64 sY = in.strides[0], sX = in.strides[1], sC = in.strides[2];
+    const bool packed = sX == 3 && sC == 1;
     const double scx = rtseg::cv_scale((int)w, (int)W), scy = rtseg::cv_scale((int)h, (int)H);
     std::vector<rtseg::CvTap> tx(W), ty(H);
     for (i64 X = 0; X < W; ++X) tx[X] = rtseg::cv_linear_tap((int)X, (int)w, scx, true);
@@ -259,9 +278,14 @@ void preprocess_impl(const View& in, T* out, i64 H, i64 W, const float* mean, co
         // Horizontal pass of the two source rows an output row needs, cached as OpenCV does: consecutive output
         // rows mostly share their source rows.
         std::vector<int> rows[2] = {std::vector<int>(W * 3), std::vector<int>(W * 3)};
+        std::vector<u8> resized(W * 3);  // one output row, channels interleaved as in the frame
         i64 cached[2] = {-1, -1};
         auto horizontal = [&](i64 sy, std::vector<int>& dst) {
             const char* src = in.ptr + sy * sY;
+            if (packed) {
+                horizontal_packed(reinterpret_cast<const u8*>(src), tx.data(), W, dst.data());
+                return;
+            }
             for (i64 X = 0; X < W; ++X) {
                 const rtseg::CvTap u = tx[X];
                 const char* p0 = src + u.i0 * sX;
@@ -283,11 +307,13 @@ void preprocess_impl(const View& in, T* out, i64 H, i64 W, const float* mean, co
             const rtseg::CvTap t = ty[Y];
             const int* s0 = fetch(t.i0, t.i1);
             const int* s1 = fetch(t.i1, t.i0);
+            vertical_row(s0, s1, t, W * 3, resized.data());
             for (int c = 0; c < 3; ++c) {
                 const int oc = rgb ? 2 - c : c;
                 T* dst = out + oc * plane + Y * W;
                 const T* table = lut[oc];
-                for (i64 X = 0; X < W; ++X) dst[X] = table[rtseg::cv_vertical(s0[X * 3 + c], s1[X * 3 + c], t)];
+                const u8* v = resized.data() + c;
+                for (i64 X = 0; X < W; ++X) dst[X] = table[v[X * 3]];
             }
         }
     });
@@ -331,6 +357,40 @@ Palette palette_of(const View& p) {
     return Palette{reinterpret_cast<const u8*>(p.ptr), p.shape[0]};
 }
 
+// Pass 1 over one output row: the colour each pixel blends towards, its class colour, or the pixel itself where
+// its label has no colour (blending a value with itself gives it back exactly: (f * (256 - a) + f * a + 128) >> 8
+// is f). Pass 2 blends the whole row in one loop without branches or lookups, which the compiler vectorises;
+// the sum fits 16 bits (at most 255 * 256 + 128).
+template <class L>
+RTSEG_CLONES void overlay_rows(i64 row_begin, i64 row_end, const View& fr, const View& lab, const i64* xs,
+                               bool same_columns, i64 h, i64 W, const Palette& p, int alpha256, u8* out) {
+    const i64 H = fr.shape[0];
+    const bool packed = fr.strides[1] == 3 && fr.strides[2] == 1;
+    std::vector<u8> target((size_t)(W * 3)), unpacked(packed ? 0 : (size_t)(W * 3));
+    u8* tgt = target.data();
+    const uint16_t wc = (uint16_t)alpha256, wf = (uint16_t)(256 - alpha256);
+    for (i64 Y = row_begin; Y < row_end; ++Y) {
+        const L* lrow = reinterpret_cast<const L*>(lab.ptr + rtseg::nearest_index((int)Y, (int)h, (int)H) * lab.strides[0]);
+        const u8* src = reinterpret_cast<const u8*>(fr.ptr + Y * fr.strides[0]);
+        if (!packed) {  // any strides: gather the row's pixels first
+            for (i64 X = 0; X < W; ++X)
+                for (int c = 0; c < 3; ++c)
+                    unpacked[X * 3 + c] = *(src + X * fr.strides[1] + c * fr.strides[2]);
+            src = unpacked.data();
+        }
+        for (i64 X = 0; X < W; ++X) {
+            const i64 l = (i64)lrow[same_columns ? X : xs[X]];
+            const u8* colour = (l >= 0 && l < p.count) ? p.rgb + l * 3 : src + X * 3;
+            tgt[X * 3] = colour[0];
+            tgt[X * 3 + 1] = colour[1];
+            tgt[X * 3 + 2] = colour[2];
+        }
+        u8* orow = out + Y * W * 3;
+        for (i64 i = 0; i < W * 3; ++i)
+            orow[i] = (u8)((uint16_t)(src[i] * wf + tgt[i] * wc + 128) >> 8);
+    }
+}
+
 void overlay(const py::buffer& frame_obj, const py::buffer& labels_obj, const py::buffer& palette_obj,
              int alpha256, const py::buffer& out_obj, int threads) {
     View fr = view_of(frame_obj, false, "frame");
@@ -346,23 +406,21 @@ void overlay(const py::buffer& frame_obj, const py::buffer& labels_obj, const py
     const Palette p = palette_of(pal);
     const i64 H = fr.shape[0], W = fr.shape[1], h = lab.shape[0], w = lab.shape[1];
     require(h >= 1 && w >= 1, "empty labels");
+    const i64 itemsize = lab.itemsize;
+    require(lab.strides[1] % itemsize == 0, "labels' column stride must be a whole number of elements");
     py::gil_scoped_release release;
-    std::vector<i64> xs(W);
-    for (i64 X = 0; X < W; ++X) xs[X] = rtseg::nearest_index((int)X, (int)w, (int)W) * lab.strides[1];
+    std::vector<i64> xs(W);  // label column of each output column, in elements
+    for (i64 X = 0; X < W; ++X) xs[X] = rtseg::nearest_index((int)X, (int)w, (int)W) * (lab.strides[1] / itemsize);
+    const bool same_columns = w == W && lab.strides[1] == itemsize;
+    u8* dst = reinterpret_cast<u8*>(out.ptr);
     parallel_rows(H, threads, W * 3, [&](i64 b, i64 e) {
-        for (i64 Y = b; Y < e; ++Y) {
-            const char* lrow = lab.ptr + rtseg::nearest_index((int)Y, (int)h, (int)H) * lab.strides[0];
-            const char* frow = fr.ptr + Y * fr.strides[0];
-            u8* orow = reinterpret_cast<u8*>(out.ptr) + Y * W * 3;
-            for (i64 X = 0; X < W; ++X) {
-                const i64 l = load_label(lrow + xs[X], kind);
-                const char* f = frow + X * fr.strides[1];
-                for (int c = 0; c < 3; ++c) {
-                    const int fv = *(const u8*)(f + c * fr.strides[2]);
-                    orow[X * 3 + c] = (l >= 0 && l < p.count) ? rtseg::blend_u8(fv, p.rgb[l * 3 + c], alpha256)
-                                                              : (u8)fv;
-                }
-            }
+        switch (kind) {
+            case IntKind::U8: overlay_rows<u8>(b, e, fr, lab, xs.data(), same_columns, h, W, p, alpha256, dst); break;
+            case IntKind::U16: overlay_rows<u16>(b, e, fr, lab, xs.data(), same_columns, h, W, p, alpha256, dst); break;
+            case IntKind::I32:
+                overlay_rows<int32_t>(b, e, fr, lab, xs.data(), same_columns, h, W, p, alpha256, dst);
+                break;
+            default: overlay_rows<int64_t>(b, e, fr, lab, xs.data(), same_columns, h, W, p, alpha256, dst);
         }
     });
 }

@@ -10,7 +10,8 @@ Under the CUDA kernels, and shared with the runtime: :mod:`~rtseg.kernels.nvrtc`
 cache), :mod:`~rtseg.kernels.driver` (driver, devices, contexts), :mod:`~rtseg.kernels.device` (device arrays,
 buffers, pinned host memory, copies) and :mod:`~rtseg.kernels.streams` (streams, events).
 
-Label dtype: uint8 for up to 255 classes, int32 above (see :func:`label_dtype`).
+Label dtype: uint8 for up to 255 classes, int32 above (see :func:`label_dtype`). ``threads`` sets how many threads
+a CPU twin splits its rows over (default :func:`default_threads`); the CUDA kernels ignore it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def upsample_argmax(logits: Any, size: tuple[int, int], align_corners: bool = False, out: Any = None,
-                    return_score: bool = False, stream: Any = None):
+                    return_score: bool = False, stream: Any = None, threads: int | None = None):
     """Labels of ``argmax(F.interpolate(logits, size, mode="bilinear", align_corners=...), 1)`` without the
     full-resolution scores.
 
@@ -49,11 +50,12 @@ def upsample_argmax(logits: Any, size: tuple[int, int], align_corners: bool = Fa
         return cuda.upsample_argmax(logits, size, align_corners, out=out, return_score=return_score, stream=stream)
     from . import cpu
 
-    return cpu.upsample_argmax(logits, size, align_corners, out=out, return_score=return_score)
+    return cpu.upsample_argmax(logits, size, align_corners, out=out, return_score=return_score, threads=threads)
 
 
 def preprocess(frame: Any, size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD, *, rgb: bool = True,
-               pixel_range: float = 255.0, dtype=np.float32, out: Any = None, stream: Any = None):
+               pixel_range: float = 255.0, dtype=np.float32, out: Any = None, stream: Any = None,
+               threads: int | None = None):
     """A BGR uint8 frame (h, w, 3) of any size and strides -> network input (1, 3, H, W), in one pass.
 
     Resize with OpenCV's INTER_LINEAR semantics (bit-exact with cv2.resize on uint8: 11-bit fixed-point weights),
@@ -67,10 +69,12 @@ def preprocess(frame: Any, size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGEN
                                stream=stream)
     from . import cpu
 
-    return cpu.preprocess(frame, size, mean, std, rgb=rgb, pixel_range=pixel_range, dtype=dtype, out=out)
+    return cpu.preprocess(frame, size, mean, std, rgb=rgb, pixel_range=pixel_range, dtype=dtype, out=out,
+                          threads=threads)
 
 
-def overlay(frame: Any, labels: Any, palette: Any, alpha: float = 0.5, out: Any = None, stream: Any = None):
+def overlay(frame: Any, labels: Any, palette: Any, alpha: float = 0.5, out: Any = None, stream: Any = None,
+            threads: int | None = None):
     """Blend palette colours of ``labels`` onto ``frame`` (H, W, 3) uint8, at the frame's size.
 
     labels (h, w) of any integer type are mapped to the frame by centre-aligned nearest neighbour; the blend is
@@ -85,10 +89,10 @@ def overlay(frame: Any, labels: Any, palette: Any, alpha: float = 0.5, out: Any 
 
         alpha256 = _alpha256(alpha)
         return cuda.overlay(frame, labels, cpu._palette(palette), alpha256, out=out, stream=stream)
-    return cpu.overlay(frame, labels, palette, alpha, out=out)
+    return cpu.overlay(frame, labels, palette, alpha, out=out, threads=threads)
 
 
-def colorize(labels: Any, palette: Any, out: Any = None, stream: Any = None):
+def colorize(labels: Any, palette: Any, out: Any = None, stream: Any = None, threads: int | None = None):
     """(H, W) labels -> (H, W, 3) uint8 ``palette[labels]``, black where a label has no colour."""
     from . import cpu
 
@@ -96,7 +100,7 @@ def colorize(labels: Any, palette: Any, out: Any = None, stream: Any = None):
         from . import cuda
 
         return cuda.colorize(labels, cpu._palette(palette), out=out, stream=stream)
-    return cpu.colorize(labels, palette, out=out)
+    return cpu.colorize(labels, palette, out=out, threads=threads)
 
 
 def _alpha256(alpha: float) -> int:

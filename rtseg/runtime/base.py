@@ -68,6 +68,11 @@ class Runner:
     def describe(self) -> dict:
         return {"backend": self.backend, "device": self.device, "provider": self.provider}
 
+    def replica(self, threads: int) -> Runner | None:
+        """A second, inactive runner of the same graph on the same device and provider, computing with ``threads``
+        CPU threads, that may run beside this one; None where the backend has none (the default)."""
+        return None
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Host arrays in and out (export's verification): activates on first use."""
         out = self.activate().infer(x)

@@ -134,6 +134,13 @@ class OnnxRuntimeRunner(Runner):
     def deactivate_impl(self) -> None:
         self.session = self._binding = self._last_output = None
 
+    def replica(self, threads: int) -> OnnxRuntimeRunner | None:
+        """CPU only: another session of the same graph with ``threads`` intra-op threads. Each session owns its
+        thread pool, so two one-thread sessions run two frames side by side without sharing a pool."""
+        if self.requested != "cpu":
+            return None
+        return OnnxRuntimeRunner(self.path, "cpu", threads=threads)
+
     def describe(self) -> dict:
         info = super().describe()
         info.update(graph=self.path.name, requested=PROVIDERS[self.requested])

@@ -104,6 +104,10 @@ class Segmenter:
 
         self.bundle, self.manifest = Path(bundle.root), bundle.manifest
         self.runner, self.why = runner, why
+        self._opened = bundle
+        #: threads the CPU kernels (preprocess, upsample+argmax, overlay) split a frame over; None: the cores
+        self.threads: int | None = None
+        self._replicas: dict[tuple[int, int], list[Segmenter]] = {}
         m = self.manifest
         self.num_classes = int(m["model"]["num_classes"])
         self.class_names = list(m["model"].get("class_names") or [f"class_{i}" for i in range(self.num_classes)])
@@ -170,15 +174,38 @@ class Segmenter:
         """The frame with the class colours blended in (BGR uint8, the frame's size)."""
         from ..kernels import overlay
 
-        return overlay(check_frame(frame), labels, self._palette_bgr, alpha, out=out)
+        return overlay(check_frame(frame), labels, self._palette_bgr, alpha, out=out, threads=self.threads)
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """(H, W) labels -> (H, W, 3) BGR colour mask."""
         from ..kernels import colorize
 
-        return colorize(labels, self._palette_bgr)
+        return colorize(labels, self._palette_bgr, threads=self.threads)
+
+    def replicas(self, count: int, threads: int) -> list[Segmenter]:
+        """``count`` Segmenters of this bundle, on this backend and device, each computing with ``threads`` CPU
+        threads (model and kernels), to run frames side by side: one frame on one thread costs less CPU time than
+        one frame split over two. They give the labels this one gives. Empty where the backend has no second runner
+        to offer (GPU, PyTorch). Made on first use, closed with this Segmenter."""
+        key = (count, threads)
+        if key not in self._replicas:
+            made: list[Segmenter] = []
+            for _ in range(count):
+                runner = None if self.runner.on_gpu else self.runner.replica(threads)
+                if runner is None:
+                    break
+                copy = Segmenter(self._opened, runner, self.why, self.fixed_size)
+                copy.threads = threads
+                runner.activate()
+                made.append(copy)
+            self._replicas[key] = made
+        return self._replicas[key]
 
     def close(self) -> None:
+        for copies in self._replicas.values():
+            for copy in copies:
+                copy.close()
+        self._replicas.clear()
         if self._gpu is not None:
             self._gpu.close()
         self.runner.deactivate()
@@ -200,7 +227,7 @@ class Segmenter:
             self.spec.check(size)
             buf = self._inputs[size] = np.empty((1, 3, *size), self.runner.input_dtype)
         return preprocess(frame, size, self.mean, self.std, rgb=self.rgb, pixel_range=self.pixel_range,
-                          dtype=self.runner.input_dtype, out=buf)
+                          dtype=self.runner.input_dtype, out=buf, threads=self.threads)
 
     def _postprocess(self, out: np.ndarray, frame_hw: tuple[int, int], return_score: bool):
         from ..kernels import upsample_argmax
@@ -215,5 +242,5 @@ class Segmenter:
         if out.shape[0] != self.num_classes:
             raise RtsegError(f"the graph gave {out.shape[0]} channels, the manifest says {self.num_classes} classes;"
                              f" the bundle is inconsistent: re-export it")
-        res = upsample_argmax(out, frame_hw, self.align_corners, return_score=return_score)
+        res = upsample_argmax(out, frame_hw, self.align_corners, return_score=return_score, threads=self.threads)
         return res if return_score else (res, None)

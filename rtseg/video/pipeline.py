@@ -48,7 +48,14 @@ class SourceFailed(RtsegError):
 
 
 class _Stages:
-    """The reader and segment threads between a source and the consumer."""
+    """The reader and segment threads between a source and the consumer.
+
+    A lossless source on the CPU runs in throughput mode where the runtime can offer it: two segment threads, each
+    with its own one-thread copy of the model (:meth:`Segmenter.replicas`), take frames in turn and hand out the
+    results in the source's order. Splitting every frame over two threads (intra-op) costs more CPU time per frame
+    than running two frames side by side, and on a small machine the cores are what limits a file's throughput. A
+    live source keeps one segment thread with every thread on the newest frame: latency first.
+    """
 
     def __init__(self, seg, source: FrameSource, max_frames: int | None, overlay: float | None = None):
         self.seg, self.source, self.max_frames = seg, source, max_frames
@@ -63,11 +70,38 @@ class _Stages:
         self.source_error: BaseException | None = None
         self.model_error: BaseException | None = None
         self.end_reason = ""
-        self.threads = [threading.Thread(target=self._segment, name="rtseg-segment", daemon=True)]
+        self.workers = self._segment_workers() if self.lossless else [seg]
+        #: what computes the overlay in the consumer: a worker's copy (its thread count) in throughput mode
+        self.overlay_seg = self.workers[0]
+        self._order = threading.Lock()         # results leave in the order frames were read
+        self._finished: dict[int, Result] = {}  # segmented, waiting for an earlier frame still being segmented
+        self._next_out = 0
+        self._running = len(self.workers)
+        self.threads = [threading.Thread(target=self._segment, args=(worker,), name=f"rtseg-segment-{i}",
+                                         daemon=True) for i, worker in enumerate(self.workers)]
         if self.lossless:
             self.threads.append(threading.Thread(target=self._read, name="rtseg-read", daemon=True))
         for thread in self.threads:
             thread.start()
+
+    def _segment_workers(self) -> list:
+        """Two one-thread copies of the model where the Segmenter offers them and has two CPU threads to split;
+        otherwise the Segmenter itself, alone. A segmenter shared by several streams (``thread_safe``, e.g.
+        :class:`~rtseg.video.streams.SharedSegmenter`) is left as it is: its copies would be shared too."""
+        seg = self.seg
+        runner = getattr(seg, "runner", None)
+        budget = getattr(runner, "threads", None)
+        if (runner is None or runner.on_gpu or getattr(seg, "thread_safe", False) or not hasattr(seg, "replicas")
+                or not budget or budget < 2):
+            return [seg]
+        return seg.replicas(2, budget // 2) or [seg]
+
+    def describe(self) -> str:
+        """How frames are segmented in this run (for the summary)."""
+        if len(self.workers) > 1:
+            threads = getattr(self.workers[0], "threads", None)
+            return f"{len(self.workers)} frames side by side, {threads} thread{'s' if threads != 1 else ''} each"
+        return "one frame at a time"
 
     def _put(self, q: queue.Queue, item) -> bool:
         while not self.abort.is_set():
@@ -91,7 +125,7 @@ class _Stages:
                 frame = self.source.read()
                 if frame is None:
                     break
-                if not self._put(self.frames, frame):
+                if not self._put(self.frames, (count, frame)):
                     return
                 count += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer after the frames already read
@@ -110,34 +144,62 @@ class _Stages:
                 return None
         return None
 
-    def _segment(self) -> None:
+    def _next_file_frame(self):
+        """The next ``(seq, frame)`` the reader queued, ``_END``, or None once the consumer has gone."""
+        while not self.abort.is_set():
+            try:
+                return self.frames.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def _hand_out(self, seq: int, result: Result) -> bool:
+        """Queue ``result`` for the consumer once every earlier frame has gone; a segment thread that finishes
+        ahead of the other leaves its result here and takes the next frame at once. False: the consumer is gone."""
+        with self._order:  # held while queueing, so two threads never interleave their results
+            self._finished[seq] = result
+            while self._next_out in self._finished:
+                if not self._put(self.results, self._finished.pop(self._next_out)):
+                    return False
+                self._next_out += 1
+        return True
+
+    def _segment(self, seg) -> None:
         count = 0
         try:
-            while not self.abort.is_set():
+            while not self.abort.is_set() and self.model_error is None:
                 if self.lossless:
-                    frame = self.frames.get()
-                    if frame is _END:
+                    item = self._next_file_frame()
+                    if item is None:
+                        return
+                    if item is _END:
+                        self._put(self.frames, _END)  # for the other segment thread
                         break
+                    seq, frame = item
                 else:
-                    frame = self._next_live_frame(count)
+                    seq, frame = count, self._next_live_frame(count)
                     if frame is None:
                         break
                 taken = time.monotonic()
                 if self.gpu_overlay is None:
-                    r = self.seg.segment(frame.image)
+                    r = seg.segment(frame.image)
                 else:
-                    r = self.seg.segment(frame.image, overlay=self.gpu_overlay)
+                    r = seg.segment(frame.image, overlay=self.gpu_overlay)
                 timings = {"decode": frame.decode_s, **r.timings}
                 result = Result(frame.index, frame.image, r.labels, timings, frame.captured,
                                 staleness=taken - frame.captured, name=frame.name,
                                 overlay=getattr(r, "overlay", None))
-                if not self._put(self.results, result):
+                if not self._hand_out(seq, result):
                     return
                 count += 1
         except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
             self.model_error = exc
         finally:
-            self._put(self.results, _END)
+            with self._order:
+                self._running -= 1
+                last = self._running == 0
+            if last:  # after every result of every segment thread
+                self._put(self.results, _END)
 
     def next(self, timeout: float | None = None):
         """The next result, ``_END`` when the stages are done, or ``None`` after ``timeout`` seconds."""
@@ -181,7 +243,7 @@ def iter_results(seg, source, max_frames: int | None = None, *, live: bool | Non
         while (result := stages.next()) is not _END:
             if overlay and result.overlay is None:
                 start = time.perf_counter()
-                result.overlay = seg.overlay(result.frame, result.labels, alpha=alpha)
+                result.overlay = stages.overlay_seg.overlay(result.frame, result.labels, alpha=alpha)
                 result.timings["overlay"] = time.perf_counter() - start
             result.latency = time.monotonic() - result.captured
             yield result
@@ -276,6 +338,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     error: BaseException | None = None
     stages = _Stages(seg, src, max_frames, alpha if need_overlay else None)
     stages_ref.append(stages)
+    summary.segmenting = stages.describe()
     if stop.signum is not None:  # a signal that came while the sinks were opening
         stages.stop_reading.set()
     try:
@@ -285,7 +348,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
                 continue
             if need_overlay and result.overlay is None:
                 start = time.perf_counter()
-                result.overlay = seg.overlay(result.frame, result.labels, alpha=alpha)
+                result.overlay = stages.overlay_seg.overlay(result.frame, result.labels, alpha=alpha)
                 result.timings["overlay"] = time.perf_counter() - start
             result.latency = time.monotonic() - result.captured
             for sink in threaded:

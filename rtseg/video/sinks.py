@@ -107,11 +107,19 @@ class VideoFileSink:
                             image.shape[0], self.stream.width, self.stream.height)
                 self.resized = True
             image = self.cv2.resize(image, (self.stream.width, self.stream.height))
-        frame = self.av.VideoFrame.from_ndarray(_even(np.ascontiguousarray(image)), format="bgr24")
+        frame = self._to_frame(_even(image))
         frame.pts = self.frames
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.frames += 1
+
+    def _to_frame(self, image: np.ndarray):
+        """The encoder's input frame. For yuv420p, OpenCV converts (BT.601, limited range: what players assume for
+        an untagged stream) in about a tenth of the CPU time PyAV takes to copy the BGR frame in and convert it."""
+        if self.stream.pix_fmt == "yuv420p":
+            return self.av.VideoFrame.from_ndarray(self.cv2.cvtColor(image, self.cv2.COLOR_BGR2YUV_I420),
+                                                   format="yuv420p")
+        return self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
 
     def close(self) -> dict:
         if self.container is None:

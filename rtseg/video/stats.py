@@ -72,6 +72,7 @@ class RunSummary:
     end_reason: str = ""
     signal: int | None = None             # the signal that stopped the run (SIGINT 2, SIGTERM 15)
     outputs: dict = field(default_factory=dict)     # sink -> what it wrote
+    segmenting: str = ""                  # how frames were segmented: one at a time, or side by side
 
     def to_dict(self) -> dict:
         return asdict(self)

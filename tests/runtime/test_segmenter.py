@@ -104,3 +104,21 @@ def test_runner_surface(small_bundle):
         out = runner.infer(x)
         assert out.shape[:2] == (1, 19) and runner.last_inference_time() > 0
     assert not runner.is_active
+
+
+def test_replicas_give_the_same_labels_on_one_thread_each(small_bundle):
+    frames = [_frame(120, 200, seed=s) for s in range(3)]
+    with load(small_bundle, device="cpu", threads=2) as seg:
+        copies = seg.replicas(2, 1)
+        assert len(copies) == 2 and seg.replicas(2, 1) is copies  # made once
+        assert copies[0].runner.session is not copies[1].runner.session is not seg.runner.session
+        for copy in copies:
+            d = copy.describe()
+            assert (d["backend"], d["provider"], d["threads"], copy.threads) == ("onnxruntime", "CPUExecutionProvider",
+                                                                                  1, 1)
+            for f in frames:
+                np.testing.assert_array_equal(copy.segment(f).labels, seg.segment(f).labels)
+        assert seg.describe()["threads"] == 2
+    assert not any(copy.runner.is_active for copy in copies)  # closed with the Segmenter
+    with load(small_bundle, backend="torch") as torch_seg:
+        assert torch_seg.replicas(2, 1) == []  # PyTorch offers no second runner

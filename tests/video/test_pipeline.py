@@ -69,6 +69,31 @@ def test_iter_results_yields_every_frame_in_order_and_cleans_up(seg, video300):
     assert not _rtseg_threads()
 
 
+def test_file_on_two_threads_runs_two_frames_side_by_side_in_order(bundle, video300, tmp_path):
+    from rtseg.runtime import load
+
+    with load(bundle, backend="onnxruntime", device="cpu", threads=2) as seg2:
+        masks = tmp_path / "masks"
+        summary = run_pipeline(seg2, str(video300), save_masks=masks, max_frames=60)
+        assert summary.segmenting == "2 frames side by side, 1 thread each"
+        assert summary.frames == 60
+        for i, image in zip(range(60), _decoded(video300)):
+            mask = cv2.imread(str(masks / f"{i:06d}.png"), cv2.IMREAD_UNCHANGED)
+            np.testing.assert_array_equal(mask, seg2.segment(image).labels, err_msg=f"frame {i}")
+        live = run_pipeline(seg2, open_source(video300, live=True), max_frames=5)
+        assert live.segmenting == "one frame at a time"  # a live source: every thread on the newest frame
+        from rtseg.video.streams import SharedSegmenter
+
+        shared = SharedSegmenter(seg2)  # several streams' frames meet in its batches: no private copies
+        try:
+            assert run_pipeline(shared, str(video300), max_frames=5).segmenting == "one frame at a time"
+        finally:
+            shared.close()
+    with load(bundle, backend="onnxruntime", device="cpu", threads=1) as seg1:
+        assert run_pipeline(seg1, str(video300), max_frames=5).segmenting == "one frame at a time"
+    assert not _rtseg_threads()
+
+
 def test_vid_stride_and_image_folder(seg, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
