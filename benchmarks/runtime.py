@@ -1,7 +1,11 @@
 """Runtime timings: ONNX Runtime (CPU) against PyTorch eager per family, and ``Segmenter.segment`` end to end.
 
 1. Model only, per family at 512x1024 (batch 1, the FP32 graph of a fresh bundle against the same model in
-   PyTorch eager, both on this machine's cores): median latency and the ratio.
+   PyTorch eager, both on this machine's cores): median latency and the ratio. Each call also records the
+   process's CPU seconds and the share of the CPUs other processes took meanwhile (``others_cpu_share``: near 0 on
+   an idle machine). Beside other jobs the wall-time ratio means little (PyTorch's OpenMP threads wait for each
+   other at every operator while one of them is descheduled; ONNX Runtime's pool suffers less), so a run is
+   comparable with another only where that share is near 0.
 2. One 1080p BGR frame end to end, Fast-SCNN at 512x1024: ``Segmenter.segment`` (preprocess kernel -> ONNX Runtime
    -> upsample+argmax kernel straight to 1080p) against the path a user writes by hand (cv2.resize + NumPy
    normalisation -> PyTorch eager -> F.interpolate to 1080p -> argmax), with the labels compared.
@@ -13,8 +17,12 @@ Weights are the untrained seed-0 ones (speed does not depend on them). Ratios co
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kernels import atomic_write_json, machine_stamp, timeit  # noqa: E402
+from kernels import atomic_write_json, machine_stamp  # noqa: E402
 
 FAMILIES = ("fast_scnn", "bisenetv2", "bisenetv1", "icnet_liminn", "fcn_resnet50_tv")
 SIZE = (512, 1024)
@@ -46,13 +54,52 @@ def bench_model_only(model: str, bundle: Path, repeat: int) -> dict:
     from rtseg.runtime.torch import TorchRunner
 
     x = np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
+    # One after the other, each with the process to itself (no ONNX Runtime session open beside PyTorch).
     with load(bundle, backend="onnxruntime", device="cpu") as seg:
-        ort = timeit(lambda: seg.runner.infer(x), repeat)
+        ort = timeit_in_turn({"ort": lambda: seg.runner.infer(x)}, repeat)["ort"]
     with TorchRunner(model, 19) as runner:
-        eager = timeit(lambda: runner.infer(x), repeat)
+        eager = timeit_in_turn({"torch": lambda: runner.infer(x)}, repeat)["torch"]
     return {"model": model, "size": list(SIZE), "onnxruntime_cpu": ort, "torch_eager": eager,
             "torch_threads": torch.get_num_threads(),
             "speedup": eager["median_ms"] / ort["median_ms"]}
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have spent (Linux /proc/stat), None where that cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def timeit_in_turn(fns: dict, repeat: int, warmup: int = 1) -> dict:
+    """Each function called once per round, in turn: wall and process CPU time per call, and the others' CPU share.
+
+    ``others_cpu_share`` is the CPU time other processes took during a call over the machine's capacity for that
+    long (0: the machine was ours; 0.5: others held half of it), the median over the calls.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    cores = os.cpu_count() or 1
+    samples = {name: {"wall": [], "cpu": [], "others": []} for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            busy0, cpu0, t0 = _busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            fn()
+            t1, cpu1, busy1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), _busy_cpu_seconds()
+            cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+            s = samples[name]
+            s["wall"].append(t1 - t0)
+            s["cpu"].append(cpu)
+            if busy0 is not None and busy1 is not None:
+                s["others"].append(max(0.0, (busy1 - busy0) - cpu) / (cores * (t1 - t0)))
+    return {name: {"median_ms": 1e3 * statistics.median(s["wall"]), "min_ms": 1e3 * min(s["wall"]),
+                   "cpu_ms_median": 1e3 * statistics.median(s["cpu"]),
+                   "others_cpu_share": statistics.median(s["others"]) if s["others"] else None, "repeat": repeat}
+            for name, s in samples.items()}
 
 
 def naive_segment(model, frame: np.ndarray, size: tuple[int, int], mean, std) -> np.ndarray:
@@ -86,8 +133,10 @@ def bench_end_to_end(bundle: Path, repeat: int) -> dict:
             for k, v in seg.segment(frame).timings.items():
                 stages[k].append(v)
 
-        fast = timeit(run_ours, repeat)
-        slow = timeit(lambda: naive_segment(runner.model, frame, SIZE, inp["mean"], inp["std"]), repeat)
+        timed = timeit_in_turn({"segment": run_ours,
+                                "naive": lambda: naive_segment(runner.model, frame, SIZE, inp["mean"], inp["std"])},
+                               repeat)
+        fast, slow = timed["segment"], timed["naive"]
     return {"frame": [1080, 1920], "model": "fast_scnn", "size": list(SIZE), "segment": fast, "naive": slow,
             "segment_stages_median_ms": {k: 1e3 * float(np.median(v)) for k, v in stages.items()},
             "speedup": slow["median_ms"] / fast["median_ms"], "label_agreement": float((ours == naive).mean())}
@@ -118,10 +167,12 @@ def main(argv=None) -> int:
     print(f"machine: {stamp['cpu']}, {stamp['cores_usable']} cores; torch {stamp['torch']},"
           f" ONNX Runtime {stamp['onnxruntime']}")
     print(f"\nmodel only, {SIZE[0]}x{SIZE[1]}, batch 1 (median ms)")
-    print(f"{'model':<18} {'ORT CPU':>9} {'torch':>9} {'x':>6}")
+    print(f"{'model':<18} {'ORT CPU':>9} {'torch':>9} {'x':>6}   CPU s/call ORT, torch; others' CPU share")
     for r in results["model_only"]:
-        print(f"{r['model']:<18} {r['onnxruntime_cpu']['median_ms']:9.1f} {r['torch_eager']['median_ms']:9.1f}"
-              f" {r['speedup']:6.2f}")
+        o, t = r["onnxruntime_cpu"], r["torch_eager"]
+        share = max((v["others_cpu_share"] or 0.0) for v in (o, t))
+        print(f"{r['model']:<18} {o['median_ms']:9.1f} {t['median_ms']:9.1f} {r['speedup']:6.2f}"
+              f"   {o['cpu_ms_median'] / 1e3:.2f}, {t['cpu_ms_median'] / 1e3:.2f}; {share:.2f}")
     e = results["end_to_end"]
     s = e["segment_stages_median_ms"]
     print(f"\n1080p frame end to end, Fast-SCNN at {SIZE[0]}x{SIZE[1]}: segment() {e['segment']['median_ms']:.1f} ms"
