@@ -54,8 +54,10 @@ def options_from_args(args):
 
 
 def run(args) -> int:
+    from .allocator import reuse_freed_memory
     from .pipeline import run_export
 
+    reuse_freed_memory()  # this process exists for the export: let it reuse what it frees
     opts = options_from_args(args)
     opts.command = opts.rebuild_command()  # the manifest's rebuild command
     result = run_export(opts)

@@ -54,47 +54,60 @@ def synthetic_scenes(count: int, height: int, width: int, seed: int = 0) -> np.n
 
 
 def _scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)  # (H, W) each
-    yn, xn = yy / max(h - 1, 1), xx / max(w - 1, 1)
+    # Every shape is drawn on the rows and columns it can touch (the coordinates are separable, so the values are
+    # the ones a whole-frame computation gives; the random draws keep their order, so a seed gives the same frame).
+    yn = (np.arange(h, dtype=np.float32) / max(h - 1, 1))[:, None]  # (H, 1)
+    xn = (np.arange(w, dtype=np.float32) / max(w - 1, 1))[None, :]  # (1, W)
     horizon = rng.uniform(0.3, 0.6)
 
     # Sky: a vertical gradient between two random blues/greys (a large smooth region).
     top, bottom = rng.uniform([60, 90, 150], [140, 170, 255]), rng.uniform([150, 170, 190], [230, 230, 250])
-    t = np.clip(yn / horizon, 0, 1)[..., None]
-    img = (1 - t) * top + t * bottom  # (H, W, 3)
+    t = np.clip(yn / horizon, 0, 1)[..., None]  # (H, 1, 1)
+    img = np.empty((h, w, 3))
+    img[:] = (1 - t) * top + t * bottom  # (H, W, 3)
 
     # Road: a darker ground below the horizon with perspective lane marks (long oblique edges).
-    ground = yn > horizon
-    road = rng.uniform(70, 120) + 15 * (yn - horizon)[..., None]
-    img = np.where(ground[..., None], road * np.array([1.0, 1.0, 1.05]), img)
-    depth = np.clip((yn - horizon) / (1 - horizon), 1e-3, 1)
+    ground = (yn > horizon)[:, 0]  # (H,)
+    road = rng.uniform(70, 120) + 15 * (yn - horizon)[..., None]  # (H, 1, 1)
+    img[ground] = (road * np.array([1.0, 1.0, 1.05]))[ground]
+    depth = np.clip((yn - horizon) / (1 - horizon), 1e-3, 1)  # (H, 1)
     for lane in rng.uniform(-0.8, 0.8, size=rng.integers(1, 4)):
-        x_at = 0.5 + lane * depth  # lane position narrows towards the horizon
-        mark = ground & (np.abs(xn - x_at) < 0.006 + 0.01 * depth) & (np.sin(40 / depth) > -0.2)
-        img[mark] = (235, 235, 225)
+        rows = ground & (np.sin(40 / depth) > -0.2)[:, 0]
+        x_at = 0.5 + lane * depth[rows]  # lane position narrows towards the horizon
+        mark = np.abs(xn - x_at) < 0.006 + 0.01 * depth[rows]  # (rows, W)
+        img[np.flatnonzero(rows)[:, None], np.arange(w)[None, :]] = np.where(
+            mark[..., None], np.array([235.0, 235.0, 225.0]), img[rows])
 
     # Buildings: rectangles standing on the horizon, each with a window grid (texture and sharp edges).
     for _ in range(rng.integers(3, 8)):
         x0 = rng.uniform(-0.1, 0.95)
         bw, bh = rng.uniform(0.08, 0.3), rng.uniform(0.15, horizon)
-        inside = (xn >= x0) & (xn < x0 + bw) & (yn >= horizon - bh) & (yn < horizon + 0.02)
+        r, c = _span((yn[:, 0] >= horizon - bh) & (yn[:, 0] < horizon + 0.02)), _span((xn[0] >= x0) & (xn[0] < x0 + bw))
         colour = rng.uniform(50, 220, size=3)
-        img[inside] = colour
+        img[r, c] = colour
         period = rng.uniform(0.015, 0.04)
-        windows = inside & (np.mod(xn - x0, period) < period * 0.5) & (np.mod(yn, period * 1.3) < period * 0.6)
-        img[windows] = colour * rng.uniform(0.3, 0.7)
+        windows = (np.mod(yn[r], period * 1.3) < period * 0.6) & (np.mod(xn[:, c] - x0, period) < period * 0.5)
+        img[r, c][windows] = colour * rng.uniform(0.3, 0.7)
 
     # Blobs: cars, trees, people (curved edges over the road and buildings).
     for _ in range(rng.integers(3, 9)):
         cy, cx = rng.uniform(horizon - 0.1, 1.0), rng.uniform(0, 1)
         ry, rx = rng.uniform(0.02, 0.12), rng.uniform(0.02, 0.15)
-        blob = ((yn - cy) / ry) ** 2 + ((xn - cx) / rx) ** 2 < 1
-        shade = 1 - 0.4 * np.clip(((yn - cy) / ry) ** 2, 0, 1)  # a soft vertical shading inside the blob
-        img[blob] = (rng.uniform(0, 255, size=3) * shade[blob][:, None])
+        dy, dx = ((yn - cy) / ry) ** 2, ((xn - cx) / rx) ** 2  # (H, 1), (1, W)
+        r, c = _span(dy[:, 0] < 1), _span(dx[0] < 1)  # a sum of squares below 1 has each below 1
+        blob = dy[r] + dx[:, c] < 1
+        shade = np.broadcast_to(1 - 0.4 * np.clip(dy[r], 0, 1), blob.shape)  # a soft vertical shading inside
+        img[r, c][blob] = (rng.uniform(0, 255, size=3) * shade[blob][:, None])
 
     # Fine texture everywhere (sensor noise, foliage, asphalt grain).
     img += rng.normal(0, 6, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _span(mask: np.ndarray) -> slice:
+    """The slice from the first to the last True of a 1-D mask (empty where none is)."""
+    hit = np.flatnonzero(mask)
+    return slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0)
 
 
 def load_frames(source: str | os.PathLike, count: int, height: int, width: int) -> np.ndarray:

@@ -49,6 +49,10 @@ class SegmentationModel(nn.Module):
     #: input preprocessing a loaded checkpoint brings with it (e.g. DIGITS' "minus 116" Power layer), as
     #: ``{"mean", "std", "channel_order", "value_scale"}``; None: the model's default (rtseg.export.recipes)
     checkpoint_preprocessing: dict | None = None
+    #: PyTorch runs this network faster on the CPU with ``channels_last`` tensors (oneDNN's NHWC convolutions;
+    #: measured per family, 1.2-1.3x for the BiSeNets and Fast-SCNN, slower for ICNet and FCN-AlexNet). The export's
+    #: PyTorch reference uses it; the values are the same up to float rounding.
+    cpu_channels_last: bool = False
 
     num_classes: int
     model_name: str = ""

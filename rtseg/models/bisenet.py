@@ -137,6 +137,7 @@ class BiSeNetV1(SegmentationModel):
 
     final_upsample = FinalUpsample("bilinear", align_corners=False)
     size_multiple = 32
+    cpu_channels_last = True
     min_size = 32
     ignored_checkpoint_prefixes = ("conv_out16.", "conv_out32.")
 
@@ -289,6 +290,7 @@ class BiSeNetV2(SegmentationModel):
 
     final_upsample = FinalUpsample("bilinear", align_corners=False)
     size_multiple = 32
+    cpu_channels_last = True
     min_size = 32
     ignored_checkpoint_prefixes = ("aux2.", "aux3.", "aux4.", "aux5_4.")
 

@@ -159,6 +159,7 @@ class FastSCNN(SegmentationModel):
 
     final_upsample = FinalUpsample("bilinear", align_corners=True)
     size_multiple = 32
+    cpu_channels_last = True
     min_size = 32
     ignored_checkpoint_prefixes = ("auxlayer.",)  # present only in checkpoints trained with aux=True
 
