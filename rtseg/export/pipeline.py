@@ -237,9 +237,8 @@ class Export:
 
     # -- verification --------------------------------------------------------------------------------------
     def compare(self, name: str, path: Path, gate: float, runner=None) -> dict:
-        from .verify import compare, first_nonfinite_node, onnxruntime_runner
-
         from .onnx_files import release_memory
+        from .verify import compare, first_nonfinite_node, onnxruntime_runner
 
         locate = None if runner is not None else (lambda x: first_nonfinite_node(path, x))
         runner = runner or onnxruntime_runner(path)
