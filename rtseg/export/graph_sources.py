@@ -71,30 +71,50 @@ class FromTorch(Export):
                  f" 0..{pre['value_scale']:g}, mean {tuple(pre['mean'])}, std {tuple(pre['std'])}")
         return Preprocessing(tuple(pre["mean"]), tuple(pre["std"]), pre["channel_order"], float(pre["value_scale"]))
 
+    def fp32_graph_and_reference(self, onnx_path: Path):
+        # The reference first: the PyTorch model is then let go as soon as the graph is exported, and the ONNX-side
+        # work (checker, onnxslim, every session after) runs without its weights in memory.
+        reference = self.make_reference(onnx_path)
+        self.fp32_graph(onnx_path)
+        return reference
+
     def fp32_graph(self, path: Path) -> None:
         from .torch_onnx import export_torch
 
         t = time.perf_counter()
         if not self.opts.force and self.steps.reusable("onnx", self.onnx_key, [path]):
             self._onnx_note = "reused"
+            self._release_model()
             return
-        export_torch(self.model, path, self.shapes, self.opts.head, OPSET, self.opts.exporter)
+        export_torch(self.model, path, self.shapes, self.opts.head, OPSET, self.opts.exporter,
+                     release=self._release_model)
         self.steps.finish("onnx", self.onnx_key, [path])
         self._onnx_note = f"{time.perf_counter() - t:.1f} s"
+
+    def _release_model(self) -> None:
+        from .onnx_files import release_memory
+
+        self.model = None
+        release_memory()
 
     def make_reference(self, onnx_path: Path):
         from .verify import build_reference, first_nonfinite_module, torch_runner
 
-        return build_reference(torch_runner(self.model, self.opts.head), self.frames, self.output_kind,
-                               self.upsample, self.frame_sources, lambda x: first_nonfinite_module(self.model, x))
+        model = self.model
+        return build_reference(torch_runner(model, self.opts.head), self.frames, self.output_kind,
+                               self.upsample, self.frame_sources, lambda x: first_nonfinite_module(model, x))
 
     def verify_fp32(self, onnx_path: Path) -> dict:
+        from .onnx_files import release_memory
         from .ranges import RangeCollectingRunner
 
         # One pass over the frames serves the FP32 check and the FP16 step's ranges (the opt-size frames).
         runner = RangeCollectingRunner(onnx_path, self.shapes.opt) if self.opts.precision == "fp16" else None
         report = self.compare("onnx", onnx_path, self.opts.gates["onnx"], runner=runner)
         self.calib_ranges = runner.ranges if runner is not None else None
+        if runner is not None:
+            runner.close()  # its session goes before the FP16 step loads the graph again
+            release_memory()
         report["note"] = self._onnx_note
         return report
 

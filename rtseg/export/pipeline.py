@@ -92,8 +92,7 @@ class Export:
         self.steps = B.StepRecord(self.out)
         self.tools = B.tool_versions()
         onnx_path = self.out / B.ONNX_FILE
-        self.fp32_graph(onnx_path)
-        self.reference = self.make_reference(onnx_path)
+        self.reference = self.fp32_graph_and_reference(onnx_path)
         verification = {"frames": self.frames_info, "reference": self.reference_name, "gates": self.opts.gates}
         verification["onnx"] = self.verify_fp32(onnx_path)
         self._say_check("onnx", B.ONNX_FILE, verification["onnx"], verification["onnx"].pop("note", None))
@@ -238,11 +237,16 @@ class Export:
 
     # -- verification --------------------------------------------------------------------------------------
     def compare(self, name: str, path: Path, gate: float, runner=None) -> dict:
+        from .onnx_files import release_memory
         from .verify import compare, first_nonfinite_node, onnxruntime_runner
 
         locate = None if runner is not None else (lambda x: first_nonfinite_node(path, x))
         runner = runner or onnxruntime_runner(path)
-        return compare(name, runner, self.reference, self.output_kind, self.upsample, gate, locate=locate)
+        try:
+            return compare(name, runner, self.reference, self.output_kind, self.upsample, gate, locate=locate)
+        finally:
+            runner = None  # one session alive at a time: this one goes before the next step loads its graph
+            release_memory()
 
     def _say_check(self, name: str, file: str, report: dict, note: str | None = None) -> None:
         if "agreement" not in report:
@@ -290,6 +294,11 @@ class Export:
             "build": build,
         }
 
+    def fp32_graph_and_reference(self, onnx_path: Path):
+        """The FP32 graph at ``onnx_path``, then the reference outputs (which may come from that graph)."""
+        self.fp32_graph(onnx_path)
+        return self.make_reference(onnx_path)
+
     # -- to be provided ------------------------------------------------------------------------------------
     def prepare(self) -> None: ...
     def fp32_graph(self, path: Path) -> None: ...
@@ -326,7 +335,9 @@ def _precision_counts(path: Path) -> dict:
     """How many compute nodes of the FP16 graph run in FP16 and in FP32 (Casts and shape ops not counted)."""
     import onnx
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    from .onnx_files import load_with_shapes
+
+    model = load_with_shapes(path)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in [*model.graph.value_info, *model.graph.output]}
     half = full = 0
     for node in model.graph.node:

@@ -43,8 +43,9 @@ class TensorRange:
         return int(np.prod(self.shape)) if self.shape else 1
 
 
-def range_probe(model, keep_outputs: bool = False):
-    """A copy of ``model`` whose outputs are ``(max, min, shape)`` of every typed node output, and the names.
+def range_probe(model, keep_outputs: bool = False, in_place: bool = False):
+    """A copy of ``model`` (or ``model`` itself, changed, where ``in_place``: no second copy of the weights) whose
+    outputs are ``(max, min, shape)`` of every typed node output, and the names.
 
     ``model`` must carry value_info (run ONNX shape inference first); tensors of unknown type are left out.
     Returns ``(probe, observed)`` where ``observed`` lists the tensor names in output order (three outputs each,
@@ -55,15 +56,20 @@ def range_probe(model, keep_outputs: bool = False):
 
     types = {vi.name: vi.type.tensor_type.elem_type
              for vi in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in inits]
+    if in_place:
+        probe = model
+    else:
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
     graph = probe.graph
     nodes = list(graph.node)
     del graph.node[:]
     if not keep_outputs:
         del graph.output[:]
     observed: list[str] = []
-    for name in [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]:
+    for name in inputs:
         _observe(graph, name, types.get(name, 0), observed, helper)
     for node in nodes:
         graph.node.append(node)
@@ -94,11 +100,17 @@ def _observe(graph, name: str, elem_type: int, observed: list[str], helper) -> N
 def collect_ranges(model, frames: Iterable[dict[str, np.ndarray]]) -> dict[str, TensorRange]:
     """Extremes and shape of every typed tensor of ``model`` (inputs included) over ``frames``.
 
-    ``frames`` yields one feed dict per run (batch 1); it may be a generator, so frames need not all be in memory.
+    ``model``: a shape-inferred ``ModelProto`` (left unchanged), or the path of a graph file (loaded once and made
+    the probe itself, the cheaper way for a big graph). ``frames`` yields one feed dict per run (batch 1); it may be
+    a generator, so frames need not all be in memory.
     """
-    probe, observed = range_probe(model)
-    sess = _session(probe.SerializeToString())
+    from .onnx_files import load_with_shapes, release_memory
+
+    from_file = not hasattr(model, "graph")
+    probe, observed = range_probe(load_with_shapes(model) if from_file else model, in_place=from_file)
+    sess = _session(probe)
     del probe
+    release_memory()
     names = [o.name for o in sess.get_outputs()]
     ranges: dict[str, TensorRange] = {}
     for feeds in frames:
@@ -112,14 +124,16 @@ class RangeCollectingRunner:
     step's calibration."""
 
     def __init__(self, path, calib_size: tuple[int, int]):
-        import onnx
+        from .onnx_files import load_with_shapes, release_memory
 
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+        model = load_with_shapes(path)
         self.num_outputs = len(model.graph.output)
         self.input_name = model.graph.input[0].name
-        probe, self.observed = range_probe(model, keep_outputs=True)
+        probe, self.observed = range_probe(model, keep_outputs=True, in_place=True)
         del model
-        self.sess = _session(probe.SerializeToString())
+        self.sess = _session(probe)
+        del probe
+        release_memory()
         self.calib_size = tuple(calib_size)
         self.ranges: dict[str, TensorRange] = {}
         self.frames = 0
@@ -135,12 +149,15 @@ class RangeCollectingRunner:
         self.sess = None
 
 
-def _session(model_bytes: bytes):
+def _session(probe):
     """ONNX Runtime on CPU with graph optimisations off, so every tensor is the one the graph names. The
     priority-based execution order runs each reduction as soon as its tensor exists (the default order may run
     them all at the end, keeping every tensor alive: 3.6 GB instead of 0.6 GB for BiSeNetV1 at 1024x2048), and
-    without the memory arena freed tensors go back to the system instead of fragmenting a pool."""
+    without the memory arena freed tensors go back to the system instead of fragmenting a pool. The probe goes to
+    ONNX Runtime through a file (:func:`.onnx_files.save_for_session`), not as serialized bytes."""
     import onnxruntime as ort
+
+    from .onnx_files import save_for_session
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -148,7 +165,7 @@ def _session(model_bytes: bytes):
     opts.enable_cpu_mem_arena = False
     opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        return save_for_session(probe, opts)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
         raise RtsegError(f"ONNX Runtime cannot load the graph for range collection:"
                          f" {str(exc).splitlines()[0][:300]}") from None

@@ -10,13 +10,17 @@ dynamic H x W (``Shape``/``Resize`` arithmetic), and the pooling modules are wri
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import RtsegError
+from ..files import TEMP_SUFFIX
 from .bundle import atomic_path, quiet_stdout
 
 log = logging.getLogger(__name__)
@@ -67,9 +71,13 @@ def graph_module(model, head: str):
     return (LowResLogits() if head == "logits" else Labels()).eval()
 
 
-def export_torch(model, path: Path, shapes: Shapes, head: str, opset: int = OPSET, exporter: str = "torchscript"
-                 ) -> None:
-    """Export ``model`` to ``path`` atomically, then check, shape-infer and (safely) simplify it."""
+def export_torch(model, path: Path, shapes: Shapes, head: str, opset: int = OPSET, exporter: str = "torchscript",
+                 release: Callable[[], None] | None = None) -> None:
+    """Export ``model`` to ``path`` atomically, then check, shape-infer and (safely) simplify it.
+
+    ``release()`` is called once the model is no longer needed, before the ONNX-side work: a caller that drops its
+    own reference there frees the PyTorch weights (540 MB for FCN-VGG16) while the graph is checked and simplified.
+    """
     import torch
 
     module = graph_module(model, head)
@@ -95,6 +103,9 @@ def export_torch(model, path: Path, shapes: Shapes, head: str, opset: int = OPSE
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise RtsegError(f"ONNX export of {getattr(model, 'model_name', '') or type(model).__name__} failed:"
                              f" {first}") from None
+        del module, model
+        if release is not None:
+            release()
         # A dynamic graph's simplification is checked at its smallest size: the same graph, a quarter of the work.
         finalize_graph(tmp, shapes.min if shapes.dynamic else shapes.opt)
 
@@ -117,22 +128,36 @@ def finalize_graph(path: Path, size: tuple[int, int] | None = None) -> None:
 
     The simplified graph is kept only when it was run and gave the same outputs as the original at ``size`` (or the
     graph's own static size); a simplification that could not be checked is dropped like one that changed outputs.
+    Checker and shape inference run on the file, in C++; the graph is in Python only while onnxslim works on it,
+    and the two graphs are run one after the other from their files (:mod:`.onnx_files`).
     """
     import onnx
 
-    model = onnx.load(str(path))
+    from .onnx_files import infer_shapes_file, release_memory
+
     try:
-        onnx.checker.check_model(model, full_check=False)
-        model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=False)
+        onnx.checker.check_model(str(path), full_check=False)
+        infer_shapes_file(path, path, check_type=True, strict_mode=False)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise RtsegError(f"the exported graph does not pass onnx.checker: {str(exc).splitlines()[0][:300]}") from None
-    simplified = _slim(model)
-    if simplified is not None and _same_outputs(model, simplified, size) is True:
-        model = simplified
-    onnx.save(model, str(path))
+    simplified = _slim(path)
+    if simplified is None:
+        return
+    fd, candidate = tempfile.mkstemp(prefix=f".{path.name}.slim.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    os.chmod(candidate, os.stat(path).st_mode & 0o777)  # it may replace the file: keep the file's permissions
+    try:
+        onnx.save(simplified, candidate)
+        del simplified
+        release_memory()
+        if _same_outputs(path, Path(candidate), size) is True:
+            os.replace(candidate, path)
+    finally:
+        if os.path.exists(candidate):
+            os.unlink(candidate)
 
 
-def _slim(model):
+def _slim(path: Path):
     try:
         import onnxslim
     except ModuleNotFoundError:
@@ -140,24 +165,47 @@ def _slim(model):
         return None
     try:
         with quiet_stdout():
-            return onnxslim.slim(model)
+            return onnxslim.slim(str(path))
     except Exception as exc:  # noqa: BLE001 - simplification is optional; keep the checked graph
         log.warning("onnxslim could not simplify the graph (%s); keeping it as exported", exc)
         return None
+    finally:
+        _forget_slim_matches()
 
 
-def _same_outputs(a, b, size: tuple[int, int] | None = None) -> bool | None:
-    """Whether both graphs give the same outputs (to float rounding) on one input; None where they cannot be run."""
+def _forget_slim_matches() -> None:
+    """Drop the graph nodes onnxslim's fusion patterns keep from their last match.
+
+    The patterns are module-level objects that store the nodes they matched as attributes, and through them the
+    whole graph they worked on, with its weights: for FCN-VGG16, 540 MB held for the rest of the export. Only
+    attributes holding onnxslim's graph objects are removed (the patterns set them anew on every match).
+    """
+    try:
+        from onnxslim.core.pattern.registry import DEFAULT_FUSION_PATTERNS
+    except Exception:  # noqa: BLE001 - another onnxslim layout: nothing known to drop
+        return
+    for patterns in DEFAULT_FUSION_PATTERNS.values():
+        for pattern in patterns:
+            for name, value in list(vars(pattern).items()):
+                if type(value).__module__.startswith("onnxslim.third_party.onnx_graphsurgeon"):
+                    delattr(pattern, name)
+
+
+def _same_outputs(a: Path, b: Path, size: tuple[int, int] | None = None) -> bool | None:
+    """Whether both graph files give the same outputs (to float rounding) on one input; None where they cannot be
+    run. One session at a time, each read from its file."""
     import onnxruntime as ort
+
+    from .onnx_files import release_memory, session_from_file
 
     feeds = None
     outs = []
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # 2x faster to load big graphs
     opts.log_severity_level = 3
-    for m in (a, b):
+    for path in (a, b):
         try:
-            sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            sess = session_from_file(path, opts)
             if feeds is None:
                 inp = sess.get_inputs()[0]
                 fill = [1, 3, *(size or (64, 64))]
@@ -168,6 +216,9 @@ def _same_outputs(a, b, size: tuple[int, int] | None = None) -> bool | None:
             log.info("the simplified graph could not be checked (%s); keeping the graph as exported",
                      str(exc).splitlines()[0][:200])
             return None
+        finally:
+            sess = None
+            release_memory()
     scale = max(1.0, float(np.abs(outs[0]).max()))
     return outs[0].shape == outs[1].shape and float(np.abs(outs[0] - outs[1]).max()) <= 1e-4 * scale
 

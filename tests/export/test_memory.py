@@ -112,3 +112,28 @@ def test_estimate_grows_with_size_and_activation_walk_sees_the_largest_tensors(t
     b = estimate_export({(128, 192): 4}, 3, "logits", large, 10_000)
     assert b.needed > a.needed and b.frames == 4 * 2 * a.frames
     assert "available" in a.text() and a.available > 0
+
+
+def test_the_pytorch_model_is_freed_once_its_graph_is_exported(tmp_path):
+    """The model's weights are not held while the ONNX-side steps run (540 MB for FCN-VGG16)."""
+    import gc
+
+    from rtseg.export.pipeline import ExportOptions, run_export
+    from rtseg.models.fast_scnn import FastSCNN
+
+    def alive() -> int:
+        gc.collect()
+        return sum(type(o) is FastSCNN for o in gc.get_objects())
+
+    before, seen = alive(), {}
+
+    def say(line: str) -> None:
+        if line.startswith("rtseg export:"):
+            seen["start"] = alive()
+        elif line.lstrip().startswith("onnx "):  # the FP32 graph verified: the next steps need no PyTorch
+            seen["fp32 checked"] = alive()
+
+    opts = ExportOptions(out=tmp_path / "b", model="fast_scnn", num_classes=19, input_size=(64, 128),
+                         calib_frames=1, precision="fp32")
+    assert run_export(opts, say=say).passed
+    assert seen == {"start": before + 1, "fp32 checked": before}
