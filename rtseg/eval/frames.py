@@ -9,19 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RtsegError
+from ..video.decoders import import_cv2
 from .readers import IMAGE_SUFFIXES
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
-
-
-def import_cv2():
-    try:
-        import cv2
-    except ModuleNotFoundError:
-        from ..errors import missing_dependency
-
-        raise missing_dependency("opencv-python-headless", "video") from None
-    return cv2
 
 
 def read_image(path: Path) -> np.ndarray:
