@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kernels import atomic_write_json, machine_stamp  # noqa: E402
+from kernels import machine_stamp, save_results  # noqa: E402
 
 LEVELS = ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED")
 
@@ -181,10 +181,9 @@ def main(argv=None) -> int:
               f" ({flop / s['torch_s'] / peak:4.0%})")
     stamp = machine_stamp()
     stamp["onnxruntime"] = ort.__version__
-    path = args.out or ROOT / "benchmarks" / "results" / f"conv-efficiency-{stamp['host']}.json"
-    atomic_write_json(path, {"machine": stamp, "bundle_model": args.bundle.name, "fma_peak_gflops_per_core": peak,
-                             "threads": 1, "convs": rows, "summary": summary})
-    print(f"\nwrote {path}")
+    save_results("conv-efficiency", {"machine": stamp, "bundle_model": args.bundle.name,
+                                     "fma_peak_gflops_per_core": peak, "threads": 1, "convs": rows,
+                                     "summary": summary}, stamp["host"], args.out)
     return 0
 
 

@@ -227,6 +227,14 @@ def atomic_write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def save_results(kind: str, results: dict, host: str, out: Path | None = None) -> Path:
+    """Write ``results`` to ``out`` or benchmarks/results/<kind>-<host>.json (atomically) and say where."""
+    path = out or ROOT / "benchmarks" / "results" / f"{kind}-{host}.json"
+    atomic_write_json(path, results)
+    print(f"\nwrote {path}")
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9)
@@ -262,9 +270,7 @@ def main(argv=None) -> int:
             if isinstance(r, dict) and "fused_cuda" in r:
                 print(f"{key:<18} fused {r['fused_cuda']['median_ms']:.3f} ms, torch {r['torch_cuda']['median_ms']:.3f} ms "
                       f"({r['speedup_vs_torch']:.1f}x), floor {r['memory_floor_ms']:.3f} ms ({r['fused_over_floor']:.1f}x floor)")
-    path = args.out or ROOT / "benchmarks" / "results" / f"kernels-{stamp['host']}.json"
-    atomic_write_json(path, results)
-    print(f"\nwrote {path}")
+    save_results("kernels", results, stamp["host"], args.out)
     return 0
 
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kernels import atomic_write_json, machine_stamp  # noqa: E402
+from kernels import machine_stamp, save_results  # noqa: E402
 
 
 def make_1080p_video(path: Path, frames: int, fps: int = 30) -> Path:
@@ -225,9 +225,7 @@ def main(argv=None) -> int:
           f" frames identical, max |diff| {same['max_abs_diff']}")
     if model is not None:
         print(f"model only   {model['fps']:.2f} fps; end-to-end / model = {results['end_to_end_vs_model']:.2f}")
-    path = args.out or ROOT / "benchmarks" / "results" / f"pipeline-{m['host']}.json"
-    atomic_write_json(path, results)
-    print(f"wrote {path}")
+    save_results("pipeline", results, m["host"], args.out)
     return 0
 
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kernels import atomic_write_json, machine_stamp  # noqa: E402
+from kernels import machine_stamp, save_results  # noqa: E402
 
 FAMILIES = ("fast_scnn", "bisenetv2", "bisenetv1", "icnet_liminn", "fcn_resnet50_tv")
 SIZE = (512, 1024)
@@ -178,9 +178,7 @@ def main(argv=None) -> int:
     print(f"\n1080p frame end to end, Fast-SCNN at {SIZE[0]}x{SIZE[1]}: segment() {e['segment']['median_ms']:.1f} ms"
           f" (preprocess {s['preprocess']:.1f}, infer {s['infer']:.1f}, postprocess {s['postprocess']:.1f}),"
           f" naive {e['naive']['median_ms']:.1f} ms: {e['speedup']:.1f}x, labels agree {100 * e['label_agreement']:.3f}%")
-    path = args.out or ROOT / "benchmarks" / "results" / f"runtime-{stamp['host']}.json"
-    atomic_write_json(path, results)
-    print(f"\nwrote {path}")
+    save_results("runtime", results, stamp["host"], args.out)
     return 0
 
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kernels import atomic_write_json, cpu_model  # noqa: E402
+from kernels import cpu_model, save_results  # noqa: E402
 
 
 def machine_stamp() -> dict:
@@ -169,9 +169,7 @@ def main(argv=None) -> int:
               f" {r['latency_ms_p50']:8.1f} {r['latency_ms_p90']:8.1f} {r['mean_batch']:10.2f}")
         if r["labels_differing_from_local"]:
             print(f"  {r['labels_differing_from_local']} label maps differ from the local Segmenter's!")
-    path = args.out or ROOT / "benchmarks" / "results" / f"serve-{stamp['host']}.json"
-    atomic_write_json(path, results)
-    print(f"wrote {path}")
+    save_results("serve", results, stamp["host"], args.out)
     return 0
 
 
