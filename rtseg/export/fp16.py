@@ -71,7 +71,7 @@ def convert(src: Path, dst: Path, calib: np.ndarray, input_name: str, policy: Fp
     """
     import onnx
 
-    from .onnx_files import release_memory
+    from .allocator import release_memory
 
     if converter == "auto":
         converter = available_converters()[0]
@@ -118,7 +118,8 @@ def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy,
     logging.getLogger("modelopt.onnx").setLevel(level)
     import tempfile
 
-    from .onnx_files import release_memory, save_with_external_data
+    from .allocator import release_memory
+    from .onnx_files import save_with_external_data
 
     try:
         with tempfile.TemporaryDirectory(prefix=".rtseg-autocast-", dir=workdir) as work:

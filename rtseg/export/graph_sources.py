@@ -92,7 +92,7 @@ class FromTorch(Export):
         self._onnx_note = f"{time.perf_counter() - t:.1f} s"
 
     def _release_model(self) -> None:
-        from .onnx_files import release_memory
+        from .allocator import release_memory
 
         self.model = None
         release_memory()
@@ -105,7 +105,7 @@ class FromTorch(Export):
                                self.upsample, self.frame_sources, lambda x: first_nonfinite_module(model, x))
 
     def verify_fp32(self, onnx_path: Path) -> dict:
-        from .onnx_files import release_memory
+        from .allocator import release_memory
         from .ranges import RangeCollectingRunner
 
         # One pass over the frames serves the FP32 check and the FP16 step's ranges (the opt-size frames).

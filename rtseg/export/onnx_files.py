@@ -10,10 +10,6 @@ can be let go before the next step.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import gc
 import tempfile
 from pathlib import Path
 
@@ -69,22 +65,3 @@ def save_for_session(model, opts):
         path = Path(tmp) / "graph.onnx"
         onnx.save(model, str(path))
         return session_from_file(path, opts)
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap memory back to the system (glibc's ``malloc_trim``; elsewhere only the
-    collection). Freed protobuf and tensor buffers otherwise stay in the process's heap, counted in its resident
-    memory, and the next step's peak adds to them."""
-    gc.collect()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim():
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        return None

@@ -237,7 +237,7 @@ class Export:
 
     # -- verification --------------------------------------------------------------------------------------
     def compare(self, name: str, path: Path, gate: float, runner=None) -> dict:
-        from .onnx_files import release_memory
+        from .allocator import release_memory
         from .verify import compare, first_nonfinite_node, onnxruntime_runner
 
         locate = None if runner is not None else (lambda x: first_nonfinite_node(path, x))

@@ -104,7 +104,8 @@ def collect_ranges(model, frames: Iterable[dict[str, np.ndarray]]) -> dict[str, 
     the probe itself, the cheaper way for a big graph). ``frames`` yields one feed dict per run (batch 1); it may be
     a generator, so frames need not all be in memory.
     """
-    from .onnx_files import load_with_shapes, release_memory
+    from .allocator import release_memory
+    from .onnx_files import load_with_shapes
 
     from_file = not hasattr(model, "graph")
     probe, observed = range_probe(load_with_shapes(model) if from_file else model, in_place=from_file)
@@ -124,7 +125,8 @@ class RangeCollectingRunner:
     step's calibration."""
 
     def __init__(self, path, calib_size: tuple[int, int]):
-        from .onnx_files import load_with_shapes, release_memory
+        from .allocator import release_memory
+        from .onnx_files import load_with_shapes
 
         model = load_with_shapes(path)
         self.num_outputs = len(model.graph.output)

@@ -133,7 +133,8 @@ def finalize_graph(path: Path, size: tuple[int, int] | None = None) -> None:
     """
     import onnx
 
-    from .onnx_files import infer_shapes_file, release_memory
+    from .allocator import release_memory
+    from .onnx_files import infer_shapes_file
 
     try:
         onnx.checker.check_model(str(path), full_check=False)
@@ -196,7 +197,8 @@ def _same_outputs(a: Path, b: Path, size: tuple[int, int] | None = None) -> bool
     run. One session at a time, each read from its file."""
     import onnxruntime as ort
 
-    from .onnx_files import release_memory, session_from_file
+    from .allocator import release_memory
+    from .onnx_files import session_from_file
 
     feeds = None
     outs = []
