@@ -36,8 +36,8 @@ def reuse_freed_memory() -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    done = all(libc.mallopt(option, value) == 1 for option, value in (
-        (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD), (_M_TOP_PAD, _TOP_PAD)))
+    done = all([libc.mallopt(option, value) == 1 for option, value in (  # a list: every option is tried
+        (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD), (_M_TOP_PAD, _TOP_PAD))])
     log.debug("glibc malloc: freed blocks below %d MiB are kept for reuse (%s)", _MMAP_THRESHOLD >> 20,
               "set" if done else "partly set")
     return done

@@ -118,12 +118,18 @@ def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy,
     logging.getLogger("modelopt.onnx").setLevel(level)
     import tempfile
 
+    import onnx
+
     from .allocator import release_memory
     from .onnx_files import save_with_external_data
 
     try:
         with tempfile.TemporaryDirectory(prefix=".rtseg-autocast-", dir=workdir) as work:
             graph = save_with_external_data(src, Path(work) / "model.onnx")
+            header = onnx.load(str(graph), load_external_data=False)  # the graph without its weights
+            opset = next((o.version for o in header.opset_import if o.domain in ("", "ai.onnx")), 17)
+            ir_version = header.ir_version
+            del header
             rule = _measured_rule(graph, calib, input_name, policy, ranges)
             release_memory()
             through_files = Path(src).stat().st_size >= FILE_ROUTE_BYTES
@@ -131,9 +137,9 @@ def _autocast(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy,
                 model = convert_to_mixed_precision(
                     onnx_path=str(graph), low_precision_type="fp16", keep_io_types=True,
                     data_max=np.inf, init_max=policy.init_max, op_types_to_exclude=list(policy.fp32_ops) or None,
-                    custom_rule=rule, max_depth_of_reduction=None, providers=["cpu"], opset=_opset(src))
+                    custom_rule=rule, max_depth_of_reduction=None, providers=["cpu"], opset=opset)
         if through_files:  # that route stamps IR 10 on any graph; the in-memory one keeps the source's (at most 10)
-            model.ir_version = min(model.ir_version, _ir_version(src))
+            model.ir_version = min(model.ir_version, ir_version)
         return model
     except RtsegError:
         raise
@@ -169,6 +175,7 @@ def _autocast_through_files(on: bool):
 
 def _measured_rule(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Policy, ranges: dict | None):
     """AutoCast's I/O-range rule (and reduction-depth rule, where the policy sets one) on streamed ranges."""
+    import onnx
     from modelopt.onnx.autocast.nodeclassifier import (
         DepthOfReductionRule,
         IORangeRule,
@@ -183,9 +190,9 @@ def _measured_rule(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Po
         ranges = collect_ranges(src, batch_frames({input_name: calib}))
     stats = {name: TensorStats(absmax=r.absmax, min_val=r.min_val, max_val=r.max_val, shape=r.shape)
              for name, r in ranges.items()}
-    # The rules read the initializers' names and shapes only: the maps are made of a copy without their data,
-    # so the rule does not keep a second copy of the weights alive while AutoCast works on its own.
-    _, initializer_map, node_to_init_map = setup_mappings(_without_weights(src))
+    # The rules read the initializers' names and shapes only; ``src`` keeps its weights in a data file, which is
+    # not read, so the rule does not keep a second copy of them alive while AutoCast works on its own.
+    _, initializer_map, node_to_init_map = setup_mappings(onnx.load(str(src), load_external_data=False))
     rules = [IORangeRule(policy.data_max, stats, node_to_init_map)]
     if policy.max_reduction is not None:
         rules.append(DepthOfReductionRule(policy.max_reduction, stats, node_to_init_map, initializer_map))
@@ -195,34 +202,6 @@ def _measured_rule(src: Path, calib: np.ndarray, input_name: str, policy: Fp16Po
             return any(rule.check(node) for rule in rules)
 
     return MeasuredRanges()
-
-
-def _without_weights(src: Path):
-    """The graph at ``src`` with each initializer reduced to its name, type and shape."""
-    import onnx
-
-    model = onnx.load(str(src), load_external_data=False)  # where the weights are in a data file, not read at all
-    skeleton = onnx.ModelProto()
-    skeleton.graph.node.extend(model.graph.node)
-    skeleton.graph.input.extend(model.graph.input)
-    skeleton.graph.output.extend(model.graph.output)
-    skeleton.graph.value_info.extend(model.graph.value_info)
-    for init in model.graph.initializer:
-        skeleton.graph.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
-    return skeleton
-
-
-def _ir_version(src: Path) -> int:
-    import onnx
-
-    return onnx.load(str(src), load_external_data=False).ir_version
-
-
-def _opset(src: Path) -> int:
-    import onnx
-
-    model = onnx.load(str(src), load_external_data=False)
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
 
 
 # --------------------------------------------------------------------------------------------------------------

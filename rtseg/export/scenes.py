@@ -71,12 +71,11 @@ def _scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     road = rng.uniform(70, 120) + 15 * (yn - horizon)[..., None]  # (H, 1, 1)
     img[ground] = (road * np.array([1.0, 1.0, 1.05]))[ground]
     depth = np.clip((yn - horizon) / (1 - horizon), 1e-3, 1)  # (H, 1)
+    rows = ground & (np.sin(40 / depth) > -0.2)[:, 0]  # the dashes' rows
+    d = depth[rows]  # (rows, 1)
     for lane in rng.uniform(-0.8, 0.8, size=rng.integers(1, 4)):
-        rows = ground & (np.sin(40 / depth) > -0.2)[:, 0]
-        x_at = 0.5 + lane * depth[rows]  # lane position narrows towards the horizon
-        mark = np.abs(xn - x_at) < 0.006 + 0.01 * depth[rows]  # (rows, W)
-        img[np.flatnonzero(rows)[:, None], np.arange(w)[None, :]] = np.where(
-            mark[..., None], np.array([235.0, 235.0, 225.0]), img[rows])
+        mark = np.abs(xn - (0.5 + lane * d)) < 0.006 + 0.01 * d  # (rows, W); the lane narrows towards the horizon
+        img[rows] = np.where(mark[..., None], (235.0, 235.0, 225.0), img[rows])
 
     # Buildings: rectangles standing on the horizon, each with a window grid (texture and sharp edges).
     for _ in range(rng.integers(3, 8)):

@@ -80,11 +80,13 @@ def export_torch(model, path: Path, shapes: Shapes, head: str, opset: int = OPSE
     """
     import torch
 
+    model.to(memory_format=torch.contiguous_format)  # the PyTorch reference may have left it channels_last
     module = graph_module(model, head)
     output = "logits" if head == "logits" else "labels"
-    # The example input only drives the trace; a dynamic graph is traced at its smallest size (its gates then run
-    # it at every size of the profile), which for 1024x2048 recipes saves seconds of tracing.
-    x = torch.zeros(1, 3, *(shapes.min if shapes.dynamic else shapes.opt))
+    # The example input only drives the trace, and the simplification check runs at it: a dynamic graph is traced
+    # at its smallest size (its gates then run it at every size of the profile), a quarter of the work at 1024x2048.
+    size = shapes.min if shapes.dynamic else shapes.opt
+    x = torch.zeros(1, 3, *size)
     with atomic_path(path) as tmp, warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice and tracer warnings
         try:
@@ -106,8 +108,7 @@ def export_torch(model, path: Path, shapes: Shapes, head: str, opset: int = OPSE
         del module, model
         if release is not None:
             release()
-        # A dynamic graph's simplification is checked at its smallest size: the same graph, a quarter of the work.
-        finalize_graph(tmp, shapes.min if shapes.dynamic else shapes.opt)
+        finalize_graph(tmp, size)
 
 
 def _export_dynamo(module, x, tmp: Path, shapes: Shapes, output: str, opset: int) -> None:

@@ -33,7 +33,7 @@ class Reference:
 
     inputs: dict[tuple[int, int], np.ndarray]  # (H, W) -> float32 (N, 3, H, W)
     logits: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)  # (N, C, h, w) or None
-    labels: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (N, H, W) int64
+    labels: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (N, H, W) integer labels
     sources: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # where each frame came from
 
     def source(self, size: tuple[int, int], index: int) -> str:
@@ -42,7 +42,7 @@ class Reference:
 
 
 def labels_from_output(out: np.ndarray, kind: str, upsample: dict, size: tuple[int, int]) -> np.ndarray:
-    """(N, C, h, w) logits -> (N, H, W) labels through the owed upsample; labels pass through as int64.
+    """(N, C, h, w) logits -> (N, H, W) integer labels through the owed upsample; labels pass through as int64.
 
     The bilinear upsample + argmax is rtseg's fused CPU kernel where it is built (the runtime's own post-processing,
     tested label-for-label against ``F.interpolate(...).argmax(1)``; tens of times faster at 1024x2048), else
@@ -54,7 +54,9 @@ def labels_from_output(out: np.ndarray, kind: str, upsample: dict, size: tuple[i
     if mode == "none" or tuple(out.shape[-2:]) == tuple(size):
         return np.ascontiguousarray(out).argmax(axis=1)  # (N, H, W); ties go to the first class, as in PyTorch
     align = bool(upsample.get("align_corners"))
-    if mode == "bilinear" and _fused_kernel_built():
+    from ..kernels.cpu import extension
+
+    if mode == "bilinear" and extension() is not None:
         from ..kernels import upsample_argmax
 
         return upsample_argmax(np.ascontiguousarray(out), tuple(size), align_corners=align)  # (N, H, W)
@@ -65,12 +67,6 @@ def labels_from_output(out: np.ndarray, kind: str, upsample: dict, size: tuple[i
     # One frame at a time: (N, C, H, W) float32 logits at 1024x2048 would be 160 MB per frame at once.
     return np.concatenate([F.interpolate(low[i:i + 1], size=size, mode=mode, align_corners=align)
                            .argmax(dim=1).numpy() for i in range(low.shape[0])])  # (N, H, W)
-
-
-def _fused_kernel_built() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("rtseg._cpu_kernels") is not None
 
 
 def build_reference(run: Runner, inputs: dict, kind: str, upsample: dict, sources: dict | None = None,
