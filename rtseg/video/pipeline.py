@@ -96,6 +96,13 @@ class _Stages:
             return [seg]
         return seg.replicas(2, budget // 2) or [seg]
 
+    def add_overlay(self, result: Result, alpha: float) -> None:
+        """The overlay on the consumer's thread, timed, where the segment stage did not make it (the CPU path)."""
+        if result.overlay is None:
+            start = time.perf_counter()
+            result.overlay = self.overlay_seg.overlay(result.frame, result.labels, alpha=alpha)
+            result.timings["overlay"] = time.perf_counter() - start
+
     def describe(self) -> str:
         """How frames are segmented in this run (for the summary)."""
         if len(self.workers) > 1:
@@ -241,10 +248,8 @@ def iter_results(seg, source, max_frames: int | None = None, *, live: bool | Non
     stages = _Stages(seg, src, max_frames, alpha if overlay else None)
     try:
         while (result := stages.next()) is not _END:
-            if overlay and result.overlay is None:
-                start = time.perf_counter()
-                result.overlay = stages.overlay_seg.overlay(result.frame, result.labels, alpha=alpha)
-                result.timings["overlay"] = time.perf_counter() - start
+            if overlay:
+                stages.add_overlay(result, alpha)
             result.latency = time.monotonic() - result.captured
             yield result
         stages.raise_errors()
@@ -346,10 +351,8 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
             if result is None:
                 bar.tick(run_stats, src)
                 continue
-            if need_overlay and result.overlay is None:
-                start = time.perf_counter()
-                result.overlay = stages.overlay_seg.overlay(result.frame, result.labels, alpha=alpha)
-                result.timings["overlay"] = time.perf_counter() - start
+            if need_overlay:
+                stages.add_overlay(result, alpha)
             result.latency = time.monotonic() - result.captured
             for sink in threaded:
                 sink.put(result)

@@ -95,6 +95,7 @@ class VideoFileSink:
             stream.options = {"preset": "veryfast", "crf": "23"}
         stream.time_base = 1 / self.rate
         self.stream = stream
+        self.i420 = stream.pix_fmt == "yuv420p"  # asked once, not of PyAV per frame
 
     def write(self, result) -> None:
         image = result.overlay if result.overlay is not None else result.frame
@@ -116,7 +117,7 @@ class VideoFileSink:
     def _to_frame(self, image: np.ndarray):
         """The encoder's input frame. For yuv420p, OpenCV converts (BT.601, limited range: what players assume for
         an untagged stream) in about a tenth of the CPU time PyAV takes to copy the BGR frame in and convert it."""
-        if self.stream.pix_fmt == "yuv420p":
+        if self.i420:
             return self.av.VideoFrame.from_ndarray(self.cv2.cvtColor(image, self.cv2.COLOR_BGR2YUV_I420),
                                                    format="yuv420p")
         return self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
