@@ -132,8 +132,8 @@ def stage_cpu(seg, video: Path, frames: int, alpha: float) -> dict:
         container.streams.video[0].thread_type = "AUTO"
         decoded = [f for _, f in zip(range(frames), container.decode(video=0))]
     out = {"decode": round((_cpu_s() - start) / len(decoded) * 1e3, 2)}
-    out["to_bgr"] = per_frame(lambda f: f.to_ndarray(format="bgr24"), decoded)
-    images = [f.to_ndarray(format="bgr24") for f in decoded]
+    images: list[np.ndarray] = []
+    out["to_bgr"] = per_frame(lambda f: images.append(f.to_ndarray(format="bgr24")), decoded)
     copies = seg.replicas(1, 1) if hasattr(seg, "replicas") and not seg.runner.on_gpu else []
     for name, s in (("as_loaded", seg), ("one_thread", copies[0] if copies else None)):
         if s is not None:
