@@ -31,7 +31,8 @@ def test_import_and_help_without_heavy_dependencies():
     proc = _run("""
         import runpy, sys
         import rtseg, rtseg.models, rtseg.cli, rtseg.kernels, rtseg.export, rtseg.runtime, rtseg.models.caffe
-        import rtseg.kernels.device, rtseg.kernels.streams, rtseg.kernels.nvrtc, rtseg.kernels.cuda
+        import rtseg.cuda, rtseg.cuda.memory, rtseg.cuda.streams, rtseg.cuda.nvrtc, rtseg.cuda.info
+        import rtseg.kernels.cuda, rtseg.kernels.cubin
         import rtseg.files, rtseg.interrupts
         import rtseg.serve, rtseg.serve.cli, rtseg.serve.client, rtseg.serve.codec, rtseg.triton, rtseg.triton.cli
         import rtseg.eval, rtseg.eval.cli, rtseg.bench, rtseg.bench.cli
@@ -82,7 +83,7 @@ def test_device_layer_without_the_kernel_wrappers_or_cuda_python():
     proc = _run("""
         import sys
         from rtseg.errors import RtsegError
-        from rtseg.kernels import device, streams
+        from rtseg.cuda import memory as device, streams
         assert "rtseg.kernels.cuda" not in sys.modules
         for call in (lambda: device.alloc(16), lambda: device.pinned_empty((2, 3), "uint8"), streams.Stream):
             try:

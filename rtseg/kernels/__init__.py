@@ -6,9 +6,9 @@ synchronisation); a NumPy array or CPU tensor goes to the C++ twin (:mod:`rtseg.
 same arithmetic from cpp_ext/rtseg_pixel.h. :mod:`rtseg.kernels.reference` states what they compute in plain
 PyTorch / NumPy.
 
-Under the CUDA kernels, and shared with the runtime: :mod:`~rtseg.kernels.nvrtc` (run-time compilation and its
-cache), :mod:`~rtseg.kernels.driver` (driver, devices, contexts), :mod:`~rtseg.kernels.device` (device arrays,
-buffers, pinned host memory, copies) and :mod:`~rtseg.kernels.streams` (streams, events).
+:mod:`rtseg.kernels.cubin` says how kernels.cu is compiled (sources, options). Under the CUDA kernels, and shared
+with the runtime, is the CUDA layer :mod:`rtseg.cuda`: driver, device memory (:class:`DeviceArray`), streams and
+events, NVRTC, GPU info.
 
 Label dtype: uint8 for up to 255 classes, int32 above (see :func:`label_dtype`). ``threads`` sets how many threads
 a CPU twin splits its rows over (default :func:`default_threads`); the CUDA kernels ignore it.
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from ..cuda.memory import DeviceArray as DeviceArray
+from ..cuda.memory import is_device_array as is_device_array
 from .cpu import default_threads as default_threads
 from .cpu import label_dtype as label_dtype
-from .device import DeviceArray as DeviceArray
-from .device import is_device_array as is_device_array
 
 #: ImageNet statistics in RGB order, in units of pixel / 255 (the usual torchvision normalisation)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -1,8 +1,8 @@
-"""CUDA face of the kernels: cpp_ext/kernels.cu, compiled by NVRTC (:mod:`rtseg.kernels.nvrtc`), launched
-with the driver API.
+"""CUDA face of the kernels: cpp_ext/kernels.cu, compiled by NVRTC (:mod:`rtseg.kernels.cubin`, through the
+CUDA layer's :mod:`rtseg.cuda.nvrtc`), launched with the driver API (:mod:`rtseg.cuda.driver`).
 
-The four wrappers take device arrays (:mod:`rtseg.kernels.device`), check that their inputs and outputs live on
-one GPU, and launch on the caller's stream (:func:`rtseg.kernels.streams.stream_for`: ``stream=``, else the
+The four wrappers take device arrays (:mod:`rtseg.cuda.memory`), check that their inputs and outputs live on
+one GPU, and launch on the caller's stream (:func:`rtseg.cuda.streams.stream_for`: ``stream=``, else the
 stream an input's ``__cuda_array_interface__`` names, else PyTorch's current stream). They never synchronise the
 host. Scratch memory comes from the stream-ordered allocator (cuMemAllocAsync / cuMemFreeAsync).
 
@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from ..cuda import memory, nvrtc
+from ..cuda.driver import check, cuda_driver, device_arch, device_count, driver_version, on_device
+from ..cuda.memory import DeviceArray, as_device_array, common_device
+from ..cuda.streams import stream_for, wait_streams
 from ..errors import RtsegError
-from . import device as dev
-from . import nvrtc
-from .device import DeviceArray, as_device_array, common_device
-from .driver import check, cuda_driver, device_arch, device_count, driver_version, on_device
-from .streams import stream_for, wait_streams
+from . import cubin
 
 #: every CUDA entry point in cpp_ext/kernels.cu
 KERNEL_NAMES: tuple[str, ...] = (
@@ -51,7 +51,7 @@ def _load_module(device: int):
     """The kernels as a module of the current context: compiled (or read from the cache) for device's arch."""
     driver = cuda_driver()
     target = nvrtc.compile_target(device_arch(device))
-    result = driver.cuModuleLoadData(nvrtc.compile_cubin(target))
+    result = driver.cuModuleLoadData(cubin.compile_cubin(target))
     if result[0] != driver.CUresult.CUDA_SUCCESS:
         _, name = driver.cuGetErrorName(result[0])
         name = name.decode() if isinstance(name, bytes) else name
@@ -98,10 +98,10 @@ class _Driver:
                                         ctypes.addressof(params), 0), f"launch of {name}")
 
     def alloc(self, nbytes: int, device: int, stream: int) -> int:
-        return dev.alloc_async(nbytes, device, stream)
+        return memory.alloc_async(nbytes, device, stream)
 
     def free(self, ptr: int, device: int, stream: int) -> None:
-        dev.free_async(ptr, device, stream)
+        memory.free_async(ptr, device, stream)
 
     def wait(self, stream: int, others: tuple[int, ...], device: int) -> None:
         """Order ``stream`` after the work queued on ``others`` (the producers' streams of the arrays)."""
@@ -143,7 +143,7 @@ class _Scratch:
 
 def _prepare(what: str, stream: Any, like: Any, **arrays: DeviceArray | None) -> tuple[int, int]:
     """(device, stream) of one kernel call: the one GPU all its arrays live on (RtsegError otherwise) and the
-    stream it runs on (:func:`~rtseg.kernels.streams.stream_for`), ordered after any other stream that an
+    stream it runs on (:func:`~rtseg.cuda.streams.stream_for`), ordered after any other stream that an
     array's producer named in its ``__cuda_array_interface__``."""
     named = {name: arr for name, arr in arrays.items() if arr is not None}
     device = common_device(named, what)

@@ -136,7 +136,7 @@ def new_stream(device: str):
 
 def _first(out: Any) -> Any:
     """The (C, h, w) logits of the batch's first frame, as a device array view."""
-    from ..kernels.device import DeviceArray, as_device_array
+    from ..cuda.memory import DeviceArray, as_device_array
 
     arr = as_device_array(out)
     strides = arr.element_strides

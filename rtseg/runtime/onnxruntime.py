@@ -117,7 +117,7 @@ class OnnxRuntimeRunner(Runner):
 
     def _infer_device(self, x: Any) -> Any:
         """IO binding: the input read where it lies on the GPU, the output left there (an ORT-owned OrtValue)."""
-        from ..kernels.device import as_device_array
+        from ..cuda.memory import as_device_array
 
         arr = as_device_array(x)
         if arr.dtype != self.input_dtype:
@@ -151,7 +151,7 @@ class OnnxRuntimeRunner(Runner):
 
 def ortvalue_device_array(value, device: int) -> Any:
     """A GPU OrtValue as a DeviceArray the CUDA kernels read in place."""
-    from ..kernels.device import DeviceArray
+    from ..cuda.memory import DeviceArray
 
     dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
              "tensor(int64)": np.int64}.get(value.data_type())

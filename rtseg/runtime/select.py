@@ -22,7 +22,7 @@ def gpu_missing_reason() -> str | None:
     """None when the CUDA driver sees a GPU, else why not (one line)."""
     if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
         return "cuda-python is not installed, so no GPU can be used (pip install 'rtseg[gpu]')"
-    from ..kernels.driver import device_count  # the kernels' driver layer: one cuInit, one place
+    from ..cuda.driver import device_count  # the CUDA layer's driver: one cuInit, one place
 
     try:
         count = device_count()

@@ -103,7 +103,7 @@ class TensorRTRunner(Runner):
                              " rebuild it with a --dynamic range that covers this size")
 
     def infer_impl(self, x: Any) -> Any:
-        from ..kernels import is_device_array
+        from ..cuda.memory import is_device_array
 
         if is_device_array(x):
             return self._infer_device(x)
@@ -142,7 +142,7 @@ class TensorRTRunner(Runner):
 
     def _infer_device(self, x: Any) -> Any:
         """The input read in place on the GPU; the output left in the runner's buffer (valid until the next call)."""
-        from ..kernels.device import DeviceArray, as_device_array
+        from ..cuda.memory import DeviceArray, as_device_array
 
         arr = as_device_array(x)
         if arr.dtype != self.input_dtype:

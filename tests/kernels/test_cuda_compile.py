@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed (pip install 'rtseg[gpu]')")
 
-from rtseg.kernels import cuda, nvrtc  # noqa: E402
+from rtseg.kernels import cubin as nvrtc  # noqa: E402
+from rtseg.kernels import cuda  # noqa: E402
 
 
 @pytest.mark.parametrize("arch", nvrtc.SUPPORTED_ARCHS)

@@ -20,7 +20,8 @@ class Device:
     """Allocate, upload and download through rtseg's device layer, freeing everything at the end."""
 
     def __init__(self):
-        from rtseg.kernels import device, streams
+        from rtseg.cuda import memory as device
+        from rtseg.cuda import streams
 
         self.device, self.streams = device, streams
         self.buffers = []
@@ -110,7 +111,7 @@ def test_overlay_and_colorize_match_cpu_twin(dev, ldtype):
 
 def test_full_size_output_and_a_stream_of_our_own(dev):
     """The deployment shape (19 classes, 128x256 -> 1024x2048) on a stream of our own, plus a batch of two."""
-    from rtseg.kernels.streams import Stream
+    from rtseg.cuda.streams import Stream
 
     logits = np.random.default_rng(7).standard_normal((2, 19, 128, 256)).astype(np.float16)
     want = K.upsample_argmax(logits, (1024, 2048))
@@ -143,7 +144,8 @@ def test_a_thread_without_a_current_context(dev):
 
 def test_ptx_fallback_loads_and_matches(dev, monkeypatch, tmp_path):
     """The path for a GPU newer than NVRTC: PTX of a virtual architecture, compiled by the driver at load."""
-    from rtseg.kernels import cuda, nvrtc
+    from rtseg.cuda import nvrtc
+    from rtseg.kernels import cuda
 
     monkeypatch.setenv("RTSEG_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(nvrtc, "compile_target", lambda arch: "compute_75")

@@ -23,7 +23,8 @@ pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed 
 
 import rtseg.kernels as K  # noqa: E402
 from rtseg.errors import RtsegError  # noqa: E402
-from rtseg.kernels import cuda, nvrtc  # noqa: E402
+from rtseg.kernels import cubin as nvrtc  # noqa: E402
+from rtseg.kernels import cuda  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EIATTR_KPARAM_INFO = 0x17

@@ -11,9 +11,9 @@ import tomllib
 from packaging.requirements import Requirement
 
 from rtseg.errors import RtsegError
-from rtseg.kernels import nvrtc
-from rtseg.kernels.device import DeviceArray, as_device_array, cai_stream, common_device
-from rtseg.kernels.streams import stream_for
+from rtseg.cuda import nvrtc
+from rtseg.cuda.memory import DeviceArray, as_device_array, cai_stream, common_device
+from rtseg.cuda.streams import stream_for
 
 from ..conftest import REPO
 

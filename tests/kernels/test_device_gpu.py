@@ -15,7 +15,8 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture
 def gpu():
-    from rtseg.kernels import device, driver, streams
+    from rtseg.cuda import driver, streams
+    from rtseg.cuda import memory as device
 
     return device, streams, driver
 

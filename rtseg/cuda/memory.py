@@ -1,13 +1,12 @@
-"""Device arrays and memory: the CUDA layer that the kernels and the runtime share (streams and events are in
-:mod:`rtseg.kernels.streams`, the driver itself in :mod:`rtseg.kernels.driver`).
+"""Device arrays and memory, shared by the kernels and the runtime (streams and events are in
+:mod:`rtseg.cuda.streams`, the driver itself in :mod:`rtseg.cuda.driver`).
 
 Device arrays come from PyTorch CUDA tensors, from anything exposing ``__cuda_array_interface__`` (CuPy, Numba,
 ...), or from a :class:`DeviceArray` wrapping raw memory, such as a :class:`DeviceBuffer` from :func:`alloc`.
 For the runtime: :func:`alloc` (a device buffer), :func:`pinned_empty` (page-locked host arrays),
 :func:`copy_to_device` / :func:`copy_to_host` (asynchronous on a stream) and the stream-ordered scratch
 allocator :func:`alloc_async` / :func:`free_async`, all in the device's primary context. Nothing here
-synchronises the host unless its name says so; importing this module needs neither cuda-python nor the kernel
-wrappers (:mod:`rtseg.kernels.cuda`).
+synchronises the host unless its name says so; importing this module needs no cuda-python.
 """
 
 from __future__ import annotations

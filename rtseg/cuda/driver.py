@@ -1,9 +1,10 @@
 """The CUDA driver API through cuda-python: initialisation, device queries and per-device contexts.
 
-The lowest layer under :mod:`rtseg.kernels.device` (memory, streams, events) and the kernel launches. It works in
-the device's *primary* context, the one PyTorch, ONNX Runtime and TensorRT use through the runtime API, so
-pointers and streams pass freely between them and rtseg. cuda-python is imported lazily: a machine without it
-gets a one-line error naming the ``gpu`` extra when something here is first called, not at import.
+The lowest layer of :mod:`rtseg.cuda`, under device memory (:mod:`~rtseg.cuda.memory`), streams and events
+(:mod:`~rtseg.cuda.streams`) and the kernel launches. It works in the device's *primary* context, the one
+PyTorch, ONNX Runtime and TensorRT use through the runtime API, so pointers and streams pass freely between them
+and rtseg. cuda-python is imported lazily: a machine without it gets a one-line error naming the ``gpu`` extra
+when something here is first called, not at import.
 """
 
 from __future__ import annotations

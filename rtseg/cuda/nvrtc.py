@@ -1,8 +1,10 @@
-"""NVRTC: cpp_ext/kernels.cu compiled at run time for the GPU it runs on, with an on-disk cache of the result.
+"""NVRTC: CUDA C++ compiled at run time for the GPU it runs on, with an on-disk cache of the result.
 
 Why run-time compilation: the wheel stays pure Python plus a small CPU extension, and the cubin is built for the
-exact GPU it runs on. The cubin is cached on disk (key: sha256 of the sources, architecture, options and NVRTC
-version; atomic write), so the compile (~1 s) happens once per machine. No GPU is needed to compile.
+exact GPU it runs on. :func:`compile_program` takes the sources as text (a main file and the headers it includes),
+an architecture and NVRTC options, and caches the cubin (or PTX) on disk (key: sha256 of the sources, architecture,
+options and NVRTC version; atomic write), so a compile (~1 s) happens once per machine. No GPU is needed to
+compile. What to compile, with which options, is the caller's business: this module knows no particular source.
 
 NVRTC comes from the ``nvidia-cuda-nvrtc-cu12`` wheel (or a CUDA toolkit) and is loaded by cuda-python, which
 looks for the NVRTC of its own CUDA major version: the ``gpu`` extra pins the two to one major (see
@@ -13,32 +15,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import RtsegError, missing_dependency
-
-#: the architectures the compile test covers (Turing to Hopper)
-SUPPORTED_ARCHS: tuple[str, ...] = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90")
-#: Only options every NVRTC since CUDA 11 knows (its default dialect is C++17 and the sources need no more).
-#: --fmad=false: only the fused multiply-adds written out in rtseg_pixel.h, so the CPU twin matches bit for bit;
-#: --ftz/--prec-div spell out NVRTC's defaults, which the bit-exactness rests on.
-NVRTC_OPTIONS: tuple[str, ...] = ("--fmad=false", "--ftz=false", "--prec-div=true")
-_SOURCE_FILES = ("kernels.cu", "rtseg_pixel.h")
-
-
-def source_dir() -> Path:
-    """Where kernels.cu lives: the checkout's cpp_ext/ when running from one (so an editable install never reads a
-    stale copy), else the copy build_py ships inside the package."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parents[1] / "cpp_ext", here / "cuda_src"):
-        if (candidate / "kernels.cu").is_file():
-            return candidate
-    raise RtsegError("the CUDA sources (kernels.cu) are missing from this installation; reinstall rtseg")
-
-
-def _sources() -> dict[str, bytes]:
-    folder = source_dir()
-    return {name: (folder / name).read_bytes() for name in _SOURCE_FILES}
 
 
 def _nvrtc():
@@ -133,7 +113,8 @@ def cache_dir() -> Path:
     return rtseg_cache_dir("cubin")
 
 
-def _cache_key(sources: dict[str, bytes], arch: str, options: tuple[str, ...]) -> str:
+def cache_key(sources: dict[str, bytes], arch: str, options: Sequence[str]) -> str:
+    """The cache key of a compile: sha256 of the sources (by name), architecture, options and NVRTC version."""
     digest = hashlib.sha256()
     for name in sorted(sources):
         digest.update(name.encode() + b"\0" + sources[name] + b"\0")
@@ -150,16 +131,20 @@ def _atomic_write(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def compile_cubin(arch: str, *, use_cache: bool = True) -> bytes:
-    """Compile kernels.cu for ``arch`` through the disk cache: a cubin for ``"sm_XX"``, NUL-terminated PTX for
-    ``"compute_XX"`` (both are what cuModuleLoadData takes)."""
-    sources = _sources()
-    key = _cache_key(sources, arch, NVRTC_OPTIONS)
+def compile_program(sources: dict[str, bytes], main: str, arch: str, options: Sequence[str] = (), *,
+                    use_cache: bool = True) -> bytes:
+    """Compile ``sources[main]`` (the other entries are headers it includes, by name) for ``arch`` through the disk
+    cache: a cubin for ``"sm_XX"``, NUL-terminated PTX for ``"compute_XX"`` (both are what cuModuleLoadData takes).
+
+    The cache file is ``<main's stem>-<arch>-<key>.cubin`` (or ``.ptx``) under :func:`cache_dir`.
+    """
+    options = tuple(options)
+    key = cache_key(sources, arch, options)
     suffix = "ptx" if arch.startswith("compute_") else "cubin"
-    cached = cache_dir() / f"kernels-{arch}-{key[:32]}.{suffix}"
+    cached = cache_dir() / f"{Path(main).stem}-{arch}-{key[:32]}.{suffix}"
     if use_cache and cached.is_file():
         return cached.read_bytes()
-    image = _nvrtc_compile(sources, arch)
+    image = _nvrtc_compile(sources, main, arch, options)
     if use_cache:
         try:
             _atomic_write(cached, image)
@@ -168,18 +153,18 @@ def compile_cubin(arch: str, *, use_cache: bool = True) -> bytes:
     return image
 
 
-def _nvrtc_compile(sources: dict[str, bytes], arch: str) -> bytes:
+def _nvrtc_compile(sources: dict[str, bytes], main: str, arch: str, options: tuple[str, ...]) -> bytes:
     nvrtc = _nvrtc()
     nvrtc_version()
     ptx = arch.startswith("compute_")
-    headers = [name for name in sources if name != "kernels.cu"]
+    headers = [name for name in sources if name != main]
     err, program = nvrtc.nvrtcCreateProgram(
-        sources["kernels.cu"], b"kernels.cu", len(headers), [sources[h] for h in headers], [h.encode() for h in headers]
+        sources[main], main.encode(), len(headers), [sources[h] for h in headers], [h.encode() for h in headers]
     )
     _check_nvrtc(err, "program creation")
     try:
-        options = [*(o.encode() for o in NVRTC_OPTIONS), f"--gpu-architecture={arch}".encode()]
-        (err,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        flags = [*(o.encode() for o in options), f"--gpu-architecture={arch}".encode()]
+        (err,) = nvrtc.nvrtcCompileProgram(program, len(flags), flags)
         _check_nvrtc(err, f"compilation for {arch}", program)
         get_size, get = (nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX) if ptx else (nvrtc.nvrtcGetCUBINSize,
                                                                               nvrtc.nvrtcGetCUBIN)

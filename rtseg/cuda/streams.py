@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .driver import check, cuda_driver, on_device, release
 
 if TYPE_CHECKING:
-    from .device import DeviceArray
+    from .memory import DeviceArray
 
 
 def default_stream(like: Any = None) -> int:
