@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..errors import RtsegError
+    from ..sizes import read_size
     from .run import DemoOptions, run_demo
     from .summary import summary_lines
     from .video import VideoSpec
@@ -32,10 +33,7 @@ def run(args: argparse.Namespace) -> int:
             raise RtsegError(f"--frames must be at least 1, got {args.frames}")
         spec = replace(spec, frames=args.frames)
     if args.video_size is not None:
-        try:
-            h, w = (int(v) for v in args.video_size.lower().split("x"))
-        except ValueError:
-            raise RtsegError(f"--video-size {args.video_size!r}: write it as HxW, e.g. 720x1280") from None
+        h, w = read_size(args.video_size, "--video-size")
         if h < 32 or w < 32:
             raise RtsegError(f"--video-size {args.video_size}: height and width must be at least 32")
         spec = replace(spec, height=h, width=w)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RtsegError
+from ..sizes import read_size
 from .data import iou_scores, labelled_frame
 from .world import NUM_CLASSES
 
@@ -341,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _size(text: str) -> tuple[int, int]:
-    h, w = text.lower().split("x")
-    return int(h), int(w)
+    try:
+        return read_size(text, "--crop")
+    except RtsegError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":

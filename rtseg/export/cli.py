@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import option_fields, read_range, read_size
+from ..sizes import parse_range as parse_range, parse_size as parse_size
+from .options import option_fields
 
 _GROUPS = ("source", "input", "output", "verification and build")
 
@@ -31,14 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             groups[spec.group].add_argument(spec.flag, dest=f.name, action="store_true", default=None, help=spec.help)
         else:
             groups[spec.group].add_argument(spec.flag, dest=f.name, metavar=spec.metavar, help=spec.help)
-
-
-def parse_size(text, flag: str) -> tuple[int, int]:
-    return read_size(text, flag)
-
-
-def parse_range(text, flag: str = "--dynamic") -> tuple[tuple[int, int], tuple[int, int]]:
-    return read_range(text, flag)
 
 
 def options_from_args(args):

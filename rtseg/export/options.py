@@ -11,7 +11,6 @@ Nothing heavy is imported here (``rtseg export --help`` builds its parser from t
 from __future__ import annotations
 
 import math
-import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -19,40 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RtsegError
+from ..sizes import read_range, read_size
 
-MAX_SIDE = 65536  # no camera or tiling scheme asks more; larger sides are surely typos
 MAX_CLASSES = 65535
 MAX_CALIB_FRAMES = 1000
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
 # -- readers: text from a flag or a TOML value -> checked value; each also accepts its own output ----------------
-def read_size(value, flag: str) -> tuple[int, int]:
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        h, w = value
-    else:
-        m = _SIZE.match(str(value))
-        if not m:
-            raise RtsegError(f"{flag} {value!r}: expected HxW, e.g. 512x1024")
-        h, w = int(m.group(1)), int(m.group(2))
-    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
-        raise RtsegError(f"{flag} {value!r}: height and width must be between 1 and {MAX_SIDE}")
-    return int(h), int(w)
-
-
-def read_range(value, flag: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (list, tuple)) for v in value):
-        lo, hi = read_size(value[0], flag), read_size(value[1], flag)
-    else:
-        parts = str(value).split(":")
-        if len(parts) != 2:
-            raise RtsegError(f"{flag} {value!r}: expected MINHxMINW:MAXHxMAXW, e.g. 256x512:1024x2048")
-        lo, hi = read_size(parts[0], flag), read_size(parts[1], flag)
-    if lo[0] > hi[0] or lo[1] > hi[1]:
-        raise RtsegError(f"{flag} {value!r}: the minimum is larger than the maximum")
-    return lo, hi
-
-
+# (sizes and size ranges: rtseg.sizes, shared with every other command)
 def _reader_number(kind, low=None, high=None, low_open=False, example=""):
     """A reader of one int or float in [low, high] (``low_open``: low itself excluded), NaN and inf refused."""
     word = "a whole number" if kind is int else "a number"

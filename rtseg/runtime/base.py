@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RtsegError
+from ..sizes import parse_device as parse_device  # the device names every command takes
 
 
 class Runner:
@@ -35,6 +36,8 @@ class Runner:
         self.input_dtype: np.dtype = np.dtype(np.float32)
         #: the CUDA stream a GPU runner runs on (an int handle), None on the CPU
         self.stream: int | None = None
+        #: the CPU threads one inference is split over, where the backend sets them (None: its own choice)
+        self.threads: int | None = None
 
     @property
     def on_gpu(self) -> bool:
@@ -97,20 +100,6 @@ def _to_host(out: Any) -> np.ndarray:
     if hasattr(out, "cpu") and hasattr(out, "numpy"):  # a torch tensor
         return out.float().cpu().numpy() if str(out.dtype) == "torch.float16" else out.cpu().numpy()
     raise RtsegError(f"{type(out).__name__} output cannot be read on the host here")
-
-
-def parse_device(device: str | None) -> str | None:
-    """Normalise a device argument: None (choose), "cpu", or "cuda:N"."""
-    if device is None or device == "auto":
-        return None
-    text = str(device).strip().lower()
-    if text == "cpu":
-        return "cpu"
-    if text in ("cuda", "gpu"):
-        return "cuda:0"
-    if text.startswith("cuda:") and text[5:].isdigit():
-        return text
-    raise RtsegError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
 def device_index(device: str) -> int:

@@ -11,7 +11,8 @@ import functools
 import importlib.util
 
 from ..errors import RtsegError
-from .base import Runner, parse_device
+from ..sizes import parse_device
+from .base import Runner
 from .bundle import Bundle, check_artifact
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")

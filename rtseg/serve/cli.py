@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export.cli import parse_size
+    from ..sizes import parse_size
     from .app import ServeOptions, start
 
     opts = ServeOptions(bundle=args.bundle, replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from rtseg.errors import RtsegError
-from rtseg.export.cli import parse_range, parse_size
 from rtseg.export.recipes import load_recipe
 from rtseg.export.scenes import Preprocessing, load_frames, normalize, synthetic_scenes
 from rtseg.models import create_model, list_models, model_info
+from rtseg.sizes import parse_range, parse_size
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "export").glob("*.toml"))
 

@@ -17,7 +17,6 @@ from torch import nn
 
 from rtseg.cli import main
 from rtseg.errors import RtsegError
-from rtseg.export.cli import parse_range, parse_size
 from rtseg.export.tensorrt import (
     GpuInfo,
     ProgressBar,
@@ -33,6 +32,7 @@ from rtseg.export.tensorrt import (
     timing_cache_path,
 )
 from rtseg.export.torch_onnx import Shapes
+from rtseg.sizes import parse_range, parse_size
 
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 
