@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _sizes(values: list[str] | None) -> list[tuple[int, int] | None]:
-    from ..export.cli import parse_size
+    from ..sizes import parse_size
 
     return [parse_size(v, "--size") for v in values] if values else [None]
 
@@ -61,7 +61,7 @@ def _backends(values: list[str] | None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..eval.report import prepare_out
-    from ..export.cli import parse_size
+    from ..sizes import parse_size
 
     if args.frames < 1 or args.warmup < 0:
         raise RtsegError("--frames must be at least 1 and --warmup at least 0")
@@ -149,9 +149,9 @@ def host_frames(source: str, limit: int) -> list:
 def _bench(args, backends, sizes, tiers, source: str, out: Path) -> int:
     from tqdm import tqdm
 
+    from ..machine import describe_machine, machine_stamp
     from . import tiers as T
     from .report import markdown, rows, write_outputs
-    from .stamp import describe_machine, machine_stamp
 
     frames = host_frames(source, min(args.warmup + args.frames, 64))
     frame_hw = tuple(frames[0].shape[:2])

@@ -12,11 +12,11 @@ saying so and what to do, before the slow steps, instead of being killed by the 
 from __future__ import annotations
 
 import logging
-import resource
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RtsegError
+from ..machine import available_memory
 
 log = logging.getLogger(__name__)
 
@@ -79,25 +79,6 @@ def estimate_export(frame_sizes: dict[tuple[int, int], int], num_classes: int, o
     outputs += 2 * num_classes * h * w * 4  # one frame's logits upsampled to input size, and the argmax's scratch
     available, limited_by = available_memory()
     return MemoryEstimate(int(activations), int(weights), frames, outputs, available, limited_by, (h, w))
-
-
-def available_memory() -> tuple[int, str]:
-    """Bytes this process can still take, and what limits it: free memory, a cgroup, or an rlimit."""
-    candidates = []
-    meminfo = _read_kib("/proc/meminfo", "MemAvailable:")
-    if meminfo is not None:
-        candidates.append((meminfo, "free memory"))
-    cg_max, cg_now = _read_text("/sys/fs/cgroup/memory.max"), _read_text("/sys/fs/cgroup/memory.current")
-    if cg_max and cg_now and cg_max != "max":
-        candidates.append((int(cg_max) - int(cg_now), "the cgroup's memory.max"))
-    for name, field in (("RLIMIT_AS", "VmSize:"), ("RLIMIT_DATA", "VmData:")):
-        soft = resource.getrlimit(getattr(resource, name))[0]
-        used = _read_kib("/proc/self/status", field)
-        if soft != resource.RLIM_INFINITY and used is not None:
-            candidates.append((soft - used, f"the process's {name}"))
-    if not candidates:
-        return 1 << 62, "unknown"
-    return min(candidates)
 
 
 def torch_activation_peak(model, head: str, size: tuple[int, int]) -> int:
@@ -204,21 +185,3 @@ def weight_bytes_torch(model) -> int:
 
 def weight_bytes_onnx(path: Path) -> int:
     return Path(path).stat().st_size
-
-
-def _read_kib(path: str, field: str) -> int | None:
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(field):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None

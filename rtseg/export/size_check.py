@@ -10,9 +10,8 @@ that would have fitted; a finer per-model peak estimate can replace :func:`verif
 
 from __future__ import annotations
 
-import os
-
 from ..errors import RtsegError
+from ..machine import available_memory
 
 _ACTIVATION_BYTES_PER_PIXEL = 4 * 32  # float32, >= 32 channels at input resolution (a lower bound for every model)
 
@@ -25,25 +24,11 @@ def verification_bytes(sizes: list[tuple[tuple[int, int], int]], num_classes: in
     return frames + labels + work
 
 
-def available_bytes() -> int | None:
-    """Memory available to a new allocation now (MemAvailable on Linux, else physical memory), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_size_fits(sizes: list[tuple[tuple[int, int], int]], num_classes: int, flag: str = "--input-size") -> None:
     """Raise a one-line RtsegError when verification at ``sizes`` cannot fit in the available memory."""
-    need, have = verification_bytes(sizes, num_classes), available_bytes()
-    if have is None or need <= have:
+    # what the machine has (the finer estimate in rtseg.export.memory also weighs the process's limits)
+    need, (have, limited_by) = verification_bytes(sizes, num_classes), available_memory(limits=False)
+    if limited_by == "unknown" or need <= have:
         return
     (h, w), _ = max(sizes, key=lambda s: s[0][0] * s[0][1])
     raise RtsegError(f"{flag}: verifying at {h}x{w} needs at least {need / 2**30:.1f} GiB of memory and this machine"
