@@ -9,16 +9,17 @@ PyTorch, network inputs 256x512 and 512x1024, 720x1280 synthetic street video, t
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
 import socket
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rtseg.cli import main
+from _common import save_results  # noqa: E402
+
+from rtseg.cli import main  # noqa: E402
 
 
 def run() -> int:
@@ -37,11 +38,8 @@ def run() -> int:
                      "--warmup", str(args.warmup), "--out", str(out)])
         if code:
             return code
-        results = ROOT / "benchmarks" / "results"
-        results.mkdir(exist_ok=True)
-        target = results / f"bench-{socket.gethostname().split('.')[0]}.json"
-        shutil.copyfile(out / "bench.json", target)
-        print(f"wrote {target}")
+        # bench.json as rtseg bench wrote it (its machine stamp included), under the host's short name
+        save_results("bench", json.loads((out / "bench.json").read_text()), socket.gethostname().split(".")[0])
     return 0
 
 

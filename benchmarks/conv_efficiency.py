@@ -13,33 +13,17 @@ AVX2 FMA loop on this core. Time is process CPU time, so other jobs on the machi
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernels import machine_stamp, save_results  # noqa: E402
+from _common import machine_stamp, median_cpu_seconds, save_results  # noqa: E402
 
 LEVELS = ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED")
-
-
-def cpu_seconds(fn, repeat: int = 3) -> float:
-    """Median process CPU time of ``fn`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
-        fn()
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        times.append((r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime))
-    return statistics.median(times)
 
 
 def fma_peak_gflops() -> float:
@@ -155,13 +139,14 @@ def main(argv=None) -> int:
     for node, count, after in distinct_convs(g, shapes, inits):
         case, feeds, macs, torch_conv = conv_case(node, after, shapes, inits)
         row = {"conv": node.name, "count": count, "after": after, "gflop": 2e-9 * macs,
-               "kernel": [int(k) for k in inits[node.input[1]].shape[2:]], "torch_s": cpu_seconds(torch_conv)}
+               "kernel": [int(k) for k in inits[node.input[1]].shape[2:]],
+               "torch_s": median_cpu_seconds(torch_conv)}
         for level in LEVELS:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
             sess = ort.InferenceSession(case.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-            row[f"{level}_s"] = cpu_seconds(lambda s=sess, f=feeds: s.run(None, f))
+            row[f"{level}_s"] = median_cpu_seconds(lambda s=sess, f=feeds: s.run(None, f))
         rows.append(row)
         print(f"{node.name:56s} x{count} {row['gflop']:6.1f} GFLOP  GFLOP/s: ORT NCHWc"
               f" {row['gflop'] / row['ORT_ENABLE_ALL_s']:5.1f}, ORT GEMM {row['gflop'] / row['ORT_ENABLE_EXTENDED_s']:5.1f},"
@@ -180,7 +165,6 @@ def main(argv=None) -> int:
               f" ({flop / s['ORT_ENABLE_EXTENDED_s'] / peak:4.0%}), torch {s['torch_s']:5.2f} s"
               f" ({flop / s['torch_s'] / peak:4.0%})")
     stamp = machine_stamp()
-    stamp["onnxruntime"] = ort.__version__
     save_results("conv-efficiency", {"machine": stamp, "bundle_model": args.bundle.name,
                                      "fma_peak_gflops_per_core": peak, "threads": 1, "convs": rows,
                                      "summary": summary}, stamp["host"], args.out)

@@ -18,8 +18,9 @@ import shutil
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's rtseg, whatever is installed
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, ROOT, describe_machine, machine_stamp, save_results  # noqa: E402
 
 
 def overlay_picture(video: Path, overlay: Path, index: int, dest: Path, width: int = 480) -> None:
@@ -43,11 +44,10 @@ def overlay_picture(video: Path, overlay: Path, index: int, dest: Path, width: i
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "demo-readme")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "demo-readme")
     p.add_argument("--bench-frames", type=int, default=40)
     args = p.parse_args()
 
-    from rtseg.bench.stamp import describe_machine, machine_stamp
     from rtseg.cli import main as rtseg_main
     from rtseg.demo.run import DemoOptions, run_demo
     from rtseg.demo.summary import summary_lines
@@ -60,14 +60,13 @@ def main() -> int:
                        "--frames", str(args.bench_frames), "--warmup", "5", "--out", str(bench_out)])
     if code:
         return code
-    docs = REPO / "docs"
+    docs = ROOT / "docs"
     overlay_picture(Path(result["video"]), Path(result["overlay"]), 60, docs / "demo_overlay.png")
     shutil.copyfile(bench_out / "stages.png", docs / "demo_bench.png")
     record = {"machine": stamp, "machine_line": describe_machine(stamp), "demo": result,
               "bench": json.loads((bench_out / "bench.json").read_text())}
-    dest = REPO / "benchmarks" / "results" / "demo.json"
-    dest.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    print(f"wrote {dest}, {docs / 'demo_overlay.png'}, {docs / 'demo_bench.png'}")
+    save_results("demo", record, out=RESULTS / "demo.json")
+    print(f"wrote {docs / 'demo_overlay.png'}, {docs / 'demo_bench.png'}")
     return 0
 
 

@@ -17,37 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, machine_stamp, results_path, write_results  # noqa: E402
 
 EXTRA = [("fcn_resnet50_tv", "1024x2048"), ("fcn_resnet101_tv", "1024x2048")]  # recipe, --input-size override
-
-
-def machine_stamp() -> dict:
-    from importlib.metadata import version
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-               if line.startswith("MemTotal:"))
-    versions = {}
-    for dist in ("torch", "onnx", "onnxruntime", "nvidia-modelopt", "numpy"):
-        try:
-            versions[dist] = version(dist)
-        except Exception:  # noqa: BLE001
-            versions[dist] = None
-    return {"host": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem / 1e9, 1),
-            "python": platform.python_version(), **versions,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def checkpoint(name: str, fixtures: Path, folder: Path) -> Path:
@@ -110,7 +90,7 @@ def main(argv=None) -> int:
     jobs = [(p.stem, None) for p in sorted((ROOT / "export").glob("*.toml"))] + EXTRA
     if args.only:
         jobs = [(s.split("@")[0], s.split("@")[1] if "@" in s else None) for s in args.only]
-    path = args.results / f"export-{socket.gethostname()}.json"
+    path = results_path("export", folder=args.results)
     results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     results["machine"] = machine_stamp()
     print(f"{'export':<32} {'wall s':>7} {'cpu s':>7} {'peak GB':>8}  verdict")
@@ -120,10 +100,7 @@ def main(argv=None) -> int:
             weights = checkpoint(stem, args.fixtures, Path(tmp))
             row = run_one(ROOT / "export" / f"{stem}.toml", size, weights, Path(tmp) / key)
             results["runs"][key] = row
-            args.results.mkdir(parents=True, exist_ok=True)
-            part = path.with_suffix(".json.tmp")
-            part.write_text(json.dumps(results, indent=1) + "\n")
-            part.replace(path)
+            write_results(path, results)
             verdict = "passed" if row["passed"] else f"FAILED (rc {row['returncode']})"
             print(f"{key:<32} {row['wall_s']:>7} {row['cpu_s']:>7} {row['peak_rss_gb']:>8}  {verdict}", flush=True)
     print(f"wrote {path}")

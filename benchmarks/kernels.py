@@ -15,69 +15,20 @@ Ratios come from one run on one machine; the machine stamp is written with them:
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import socket
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_stamp, save_results, timeit  # noqa: E402
 
 import rtseg.kernels as K  # noqa: E402
 from rtseg.kernels import cpu as kcpu  # noqa: E402
 
 CLASSES, LOW, HIGH = 19, (128, 256), (1024, 2048)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_stamp() -> dict:
-    import cv2
-    import torch
-
-    stamp = {
-        "host": socket.gethostname(),
-        "cpu": cpu_model(),
-        "cores_usable": K.default_threads(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-        "cpu_extension": kcpu.extension() is not None,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    if torch.cuda.is_available():
-        stamp["gpu"] = torch.cuda.get_device_name()
-    return stamp
-
-
-def timeit(fn, repeat: int, warmup: int = 1) -> dict:
-    """Wall time of a host (CPU) call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times), "repeat": repeat}
 
 
 def gpu_timeit(fn, repeat: int, batch: int = 50, warmup: int = 5) -> dict:
@@ -218,37 +169,24 @@ def bench_gpu(repeat: int) -> dict | None:
     return res
 
 
-def atomic_write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def save_results(kind: str, results: dict, host: str, out: Path | None = None) -> Path:
-    """Write ``results`` to ``out`` or benchmarks/results/<kind>-<host>.json (atomically) and say where."""
-    path = out or ROOT / "benchmarks" / "results" / f"{kind}-{host}.json"
-    atomic_write_json(path, results)
-    print(f"\nwrote {path}")
-    return path
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/kernels-<host>.json)")
     args = parser.parse_args(argv)
 
-    stamp = machine_stamp()
+    import cv2  # noqa: F401 - loaded before the stamp, which records their thread counts
+    import torch
+
+    stamp = machine_stamp(cpu_extension=kcpu.extension() is not None)
     results = {"machine": stamp, "shape": {"classes": CLASSES, "low": list(LOW), "high": list(HIGH)}}
     results["upsample_argmax_cpu"] = [bench_upsample_cpu("realistic", realistic_logits(), args.repeat),
                                       bench_upsample_cpu("noise", noise_logits(), args.repeat)]
     results["preprocess_cpu"] = bench_preprocess_cpu(args.repeat)
     results["gpu"] = bench_gpu(args.repeat)
 
-    print(f"machine: {stamp['cpu']}, {stamp['cores_usable']} cores; torch {stamp['torch']}, OpenCV {stamp['opencv']}")
+    v = stamp["versions"]
+    print(f"machine: {stamp['cpu']}, {stamp['cores_usable']} cores; torch {v['torch']}, OpenCV {v['opencv']}")
     print(f"\nupsample+argmax, {CLASSES} classes, {LOW[0]}x{LOW[1]} -> {HIGH[0]}x{HIGH[1]} (median ms)")
     print(f"{'logits':<10} {'fused':>8} {'torch':>9} {'opencv':>9} {'x torch':>8} {'x opencv':>9} {'uniform':>8} {'diff':>5}")
     for r in results["upsample_argmax_cpu"]:
@@ -265,7 +203,7 @@ def main(argv=None) -> int:
     elif "skipped" in g:
         print(f"\nGPU section skipped: {g['skipped']}")
     else:
-        print(f"\nGPU ({stamp.get('gpu')}), copy bandwidth {g['copy_bandwidth_GBps']:.0f} GB/s")
+        print(f"\nGPU ({torch.cuda.get_device_name()}), copy bandwidth {g['copy_bandwidth_GBps']:.0f} GB/s")
         for key, r in g.items():
             if isinstance(r, dict) and "fused_cuda" in r:
                 print(f"{key:<18} fused {r['fused_cuda']['median_ms']:.3f} ms, torch {r['torch_cuda']['median_ms']:.3f} ms "

@@ -13,21 +13,18 @@ compared. On a GPU the model-only FPS at 1080p is measured as well, for the "end
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernels import machine_stamp, save_results  # noqa: E402
+from _common import Span, cpu_seconds, machine_stamp, save_results  # noqa: E402
+
+from rtseg.sizes import read_size  # noqa: E402
 
 
 def make_1080p_video(path: Path, frames: int, fps: int = 30) -> Path:
@@ -50,16 +47,10 @@ def make_1080p_video(path: Path, frames: int, fps: int = 30) -> Path:
     return path
 
 
-def _cpu_s() -> float:
-    """CPU seconds this process has used, all threads (user + system)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _rates(frames: int, wall: float, cpu: float) -> dict:
+def _rates(frames: int, span: Span) -> dict:
     # cores_busy: how many cores the loop kept busy on average; on a shared machine it is capped by the others' load
-    return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s_per_frame": cpu / frames,
-            "cores_busy": cpu / wall}
+    return {"frames": frames, "wall_s": span.wall, "fps": frames / span.wall, "cpu_s_per_frame": span.cpu / frames,
+            "cores_busy": span.cpu / span.wall, "others_cpu_share": span.others_cpu_share}
 
 
 def naive_loop(seg, video: Path, out: Path, alpha: float) -> dict:
@@ -68,8 +59,7 @@ def naive_loop(seg, video: Path, out: Path, alpha: float) -> dict:
 
     from rtseg.video.sinks import VideoFileSink
 
-    start, cpu = time.perf_counter(), _cpu_s()
-    with av.open(str(video)) as container:
+    with Span() as span, av.open(str(video)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # the same decoder settings rtseg uses
         sink = VideoFileSink(out, float(stream.average_rate))
@@ -80,15 +70,15 @@ def naive_loop(seg, video: Path, out: Path, alpha: float) -> dict:
             sink.write(SimpleNamespace(overlay=seg.overlay(image, labels, alpha=alpha), frame=image))
             frames += 1
         sink.close()
-    return _rates(frames, time.perf_counter() - start, _cpu_s() - cpu)
+    return _rates(frames, span)
 
 
 def rtseg_run(seg, video: Path, out: Path, alpha: float) -> dict:
     from rtseg.video import run_pipeline
 
-    start, cpu = time.perf_counter(), _cpu_s()
-    summary = run_pipeline(seg, str(video), save=out, alpha=alpha, handle_signals=False)
-    rates = _rates(summary.frames, time.perf_counter() - start, _cpu_s() - cpu)
+    with Span() as span:
+        summary = run_pipeline(seg, str(video), save=out, alpha=alpha, handle_signals=False)
+    rates = _rates(summary.frames, span)
     stages = {k: round(v["p50"] * 1e3, 2) for k, v in summary.stages.items() if v.get("n")}
     return {**rates, "stage_p50_ms": stages, "segmenting": summary.segmenting}
 
@@ -122,16 +112,16 @@ def stage_cpu(seg, video: Path, frames: int, alpha: float) -> dict:
     from rtseg.video.sinks import VideoFileSink
 
     def per_frame(fn, items) -> float:
-        start = _cpu_s()
+        start = cpu_seconds()
         for item in items:
             fn(item)
-        return round((_cpu_s() - start) / len(items) * 1e3, 2)
+        return round((cpu_seconds() - start) / len(items) * 1e3, 2)
 
-    start = _cpu_s()
+    start = cpu_seconds()
     with av.open(str(video)) as container:
         container.streams.video[0].thread_type = "AUTO"
         decoded = [f for _, f in zip(range(frames), container.decode(video=0))]
-    out = {"decode": round((_cpu_s() - start) / len(decoded) * 1e3, 2)}
+    out = {"decode": round((cpu_seconds() - start) / len(decoded) * 1e3, 2)}
     images: list[np.ndarray] = []
     out["to_bgr"] = per_frame(lambda f: images.append(f.to_ndarray(format="bgr24")), decoded)
     copies = seg.replicas(1, 1) if hasattr(seg, "replicas") and not seg.runner.on_gpu else []
@@ -140,11 +130,11 @@ def stage_cpu(seg, video: Path, frames: int, alpha: float) -> dict:
             out[name] = _segment_stage_cpu(s, images, alpha, per_frame)
     with tempfile.TemporaryDirectory() as tmp:
         sink = VideoFileSink(Path(tmp) / "stage.mp4", 30)
-        start = _cpu_s()
+        start = cpu_seconds()
         for im in images:
             sink.write(SimpleNamespace(overlay=im, frame=im))
         sink.close()
-        out["sink_h264"] = round((_cpu_s() - start) / len(images) * 1e3, 2)
+        out["sink_h264"] = round((cpu_seconds() - start) / len(images) * 1e3, 2)
     return out
 
 
@@ -155,11 +145,10 @@ def model_only_fps(seg, video: Path, frames: int) -> dict:
     with av.open(str(video)) as container:
         images = [f.to_ndarray(format="bgr24") for _, f in zip(range(frames), container.decode(video=0))]
     seg.segment(images[0])
-    start = time.perf_counter()
-    for image in images:
-        seg.segment(image)
-    wall = time.perf_counter() - start
-    return {"frames": len(images), "fps": len(images) / wall}
+    with Span() as span:
+        for image in images:
+            seg.segment(image)
+    return {"frames": len(images), "fps": len(images) / span.wall}
 
 
 def main(argv=None) -> int:
@@ -175,7 +164,7 @@ def main(argv=None) -> int:
 
     from rtseg.runtime import load
 
-    size = tuple(int(v) for v in args.input_size.lower().split("x"))
+    size = read_size(args.input_size, "--input-size")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bundle = args.bundle
@@ -202,7 +191,7 @@ def main(argv=None) -> int:
     best_naive = max(naive, naive2, key=lambda r: r["fps"])
     best_piped = max(piped, piped2, key=lambda r: r["fps"])
     results = {
-        "machine": {**machine_stamp(), "load_average": os.getloadavg()},
+        "machine": machine_stamp(),  # taken after the runs: its load average is theirs
         "setup": {"video": f"{args.frames} frames 1920x1080 H.264", "model": "fast_scnn", "input_size": list(size),
                   "runtime": describe, "alpha": args.alpha, "writer": "H.264 mp4 (libx264 veryfast) via PyAV"},
         "naive_loop": [naive, naive2], "rtseg_run": [piped, piped2],

@@ -17,22 +17,16 @@ Weights are the untrained seed-0 ones (speed does not depend on them). Ratios co
 from __future__ import annotations
 
 import argparse
-import os
-import resource
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernels import machine_stamp, save_results  # noqa: E402
+from _common import machine_stamp, save_results, timeit_in_turn  # noqa: E402
 
 FAMILIES = ("fast_scnn", "bisenetv2", "bisenetv1", "icnet_liminn", "fcn_resnet50_tv")
 SIZE = (512, 1024)
@@ -62,44 +56,6 @@ def bench_model_only(model: str, bundle: Path, repeat: int) -> dict:
     return {"model": model, "size": list(SIZE), "onnxruntime_cpu": ort, "torch_eager": eager,
             "torch_threads": torch.get_num_threads(),
             "speedup": eager["median_ms"] / ort["median_ms"]}
-
-
-def _busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have spent (Linux /proc/stat), None where that cannot be read."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-
-
-def timeit_in_turn(fns: dict, repeat: int, warmup: int = 1) -> dict:
-    """Each function called once per round, in turn: wall and process CPU time per call, and the others' CPU share.
-
-    ``others_cpu_share`` is the CPU time other processes took during a call over the machine's capacity for that
-    long (0: the machine was ours; 0.5: others held half of it), the median over the calls.
-    """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    cores = os.cpu_count() or 1
-    samples = {name: {"wall": [], "cpu": [], "others": []} for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            busy0, cpu0, t0 = _busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            fn()
-            t1, cpu1, busy1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), _busy_cpu_seconds()
-            cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-            s = samples[name]
-            s["wall"].append(t1 - t0)
-            s["cpu"].append(cpu)
-            if busy0 is not None and busy1 is not None:
-                s["others"].append(max(0.0, (busy1 - busy0) - cpu) / (cores * (t1 - t0)))
-    return {name: {"median_ms": 1e3 * statistics.median(s["wall"]), "min_ms": 1e3 * min(s["wall"]),
-                   "cpu_ms_median": 1e3 * statistics.median(s["cpu"]),
-                   "others_cpu_share": statistics.median(s["others"]) if s["others"] else None, "repeat": repeat}
-            for name, s in samples.items()}
 
 
 def naive_segment(model, frame: np.ndarray, size: tuple[int, int], mean, std) -> np.ndarray:
@@ -148,10 +104,9 @@ def main(argv=None) -> int:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/runtime-<host>.json)")
     args = parser.parse_args(argv)
-    import onnxruntime
+    import torch  # noqa: F401 - loaded before the stamp, which records its thread count
 
     stamp = machine_stamp()
-    stamp["onnxruntime"] = onnxruntime.__version__
     results = {"machine": stamp, "model_only": [], "end_to_end": None}
     with tempfile.TemporaryDirectory() as tmp:
         families = args.families.split(",")
@@ -164,8 +119,8 @@ def main(argv=None) -> int:
             export_fp32("fast_scnn", SIZE, Path(tmp))
         results["end_to_end"] = bench_end_to_end(fast_scnn, args.repeat)
 
-    print(f"machine: {stamp['cpu']}, {stamp['cores_usable']} cores; torch {stamp['torch']},"
-          f" ONNX Runtime {stamp['onnxruntime']}")
+    print(f"machine: {stamp['cpu']}, {stamp['cores_usable']} cores; torch {stamp['versions']['torch']},"
+          f" ONNX Runtime {stamp['versions']['onnxruntime']}")
     print(f"\nmodel only, {SIZE[0]}x{SIZE[1]}, batch 1 (median ms)")
     print(f"{'model':<18} {'ORT CPU':>9} {'torch':>9} {'x':>6}   CPU s/call ORT, torch; others' CPU share")
     for r in results["model_only"]:

@@ -24,26 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernels import cpu_model, save_results  # noqa: E402
+from _common import machine_stamp, save_results  # noqa: E402
 
-
-def machine_stamp() -> dict:
-    import platform
-
-    import onnxruntime
-    import ray
-
-    import rtseg
-    from rtseg.kernels import default_threads
-
-    return {"host": socket.gethostname(), "cpu": cpu_model(), "cores_usable": default_threads(),
-            "load_average_before": list(os.getloadavg()), "python": platform.python_version(),
-            "rtseg": rtseg.__version__, "ray": ray.__version__, "onnxruntime": onnxruntime.__version__,
-            "numpy": np.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+from rtseg.sizes import read_size  # noqa: E402
 
 
 def make_bundle(out: Path, size: str) -> Path:
@@ -126,7 +111,7 @@ def main(argv=None) -> int:
     from rtseg.serve.app import ServeOptions, start
 
     stamp = machine_stamp()
-    hw = tuple(int(v) for v in args.frame.split("x"))
+    hw = read_size(args.frame, "--frame")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle or make_bundle(Path(tmp) / "fast_scnn", args.input_size)
         streams = frames_for(4, args.frames, hw)
@@ -151,12 +136,12 @@ def main(argv=None) -> int:
              "fps": (local_before["fps"] + local_after["fps"]) / 2,
              "latency_ms_p50": (local_before["latency_ms_p50"] + local_after["latency_ms_p50"]) / 2,
              "latency_ms_p90": (local_before["latency_ms_p90"] + local_after["latency_ms_p90"]) / 2}
-    stamp["load_average_after"] = list(os.getloadavg())
+    stamp["load_average_after"] = list(os.getloadavg())  # the stamp's load_average is the one before
     results = {"machine": stamp, "bundle_input": args.input_size, "frame": list(hw), "replicas": args.replicas,
                "max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms, "service_startup_s": startup,
                "local": local, "local_one_thread": local_1core, "service": remote}
 
-    print(f"{stamp['cpu']}, {stamp['cores_usable']} cores, load {stamp['load_average_before'][0]:.1f};"
+    print(f"{stamp['cpu']}, {stamp['cores_usable']} cores, load {stamp['load_average'][0]:.1f};"
           f" fast_scnn {args.input_size}, frames {args.frame}; service start {startup:.1f} s")
     print(f"{'':>24} {'frames/s':>9} {'vs local':>9} {'p50 ms':>8} {'p90 ms':>8} {'mean batch':>10}")
     print(f"{'local Segmenter':>24} {local['fps']:9.1f} {1.0:9.2f} {local['latency_ms_p50']:8.1f}"
