@@ -3,7 +3,8 @@
 Accepted: a bare state_dict; a dict nesting it under ``state_dict``, ``model``, ``model_state`` (or
 ``state_dict_ema``/``net``); ``module.`` prefixes from DataParallel. Keys the main logits do not use (aux heads,
 ImageNet fc, unused pyramid-pooling convs) are skipped and listed at debug level. Anything else that does not fit
-is an :class:`RtsegError` naming the first missing, unexpected and mis-shaped keys.
+is an :class:`RtsegError` naming the missing, unexpected and mis-shaped keys (or modules, and the model the
+checkpoint does fit: :mod:`rtseg.models.near_miss`).
 
 Before PyTorch reads the file, :mod:`rtseg.models.file_kind` says what it really is, so an HTML page, a Git LFS
 pointer, a truncated download, a TorchScript archive or a Caffe model gets one line saying what to do. Files are
@@ -23,11 +24,11 @@ import torch
 from ..errors import RtsegError
 from .caffe import caffe_file_kind
 from .file_kind import describe, identify
+from .near_miss import key_diff, mismatch_message
 
 log = logging.getLogger(__name__)
 
 _NESTING_KEYS = ("state_dict", "model_state", "model", "net", "state_dict_ema", "model_state_dict")
-_SHOW = 5  # how many keys of each kind an error names
 
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:
@@ -104,15 +105,11 @@ def load_checkpoint(model, checkpoint) -> None:
         state = model.adapt_checkpoint(state)
 
     own = model.state_dict()
-    ignored = getattr(model, "ignored_checkpoint_prefixes", ())
-    skipped = [k for k in state if k not in own and k.startswith(tuple(ignored))]
-    unexpected = [k for k in state if k not in own and k not in skipped]
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    misshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-                 if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    diff = key_diff(own, state, getattr(model, "ignored_checkpoint_prefixes", ()))
+    skipped, unexpected = diff.skipped, diff.unexpected
 
-    if missing or misshaped or (unexpected and len(unexpected) >= len(own) // 2):
-        raise RtsegError(_mismatch_message(name, source, model, missing, unexpected, misshaped))
+    if diff.missing or diff.misshaped or (unexpected and len(unexpected) >= len(own) // 2):
+        raise RtsegError(mismatch_message(name, source, model, state, diff))
     if skipped:
         log.debug("%s: skipped %d checkpoint keys the main logits do not use: %s", source, len(skipped),
                   ", ".join(skipped))
@@ -124,15 +121,3 @@ def load_checkpoint(model, checkpoint) -> None:
             if k in state:
                 v.copy_(state[k].to(v.dtype))
 
-
-def _mismatch_message(name, source, model, missing, unexpected, misshaped) -> str:
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-        if keys:
-            more = f" (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
-            parts.append(f"{len(keys)} {label}: {', '.join(keys[:_SHOW])}{more}")
-    hint = "check --model and --num-classes"
-    if misshaped and not missing:
-        nc = getattr(model, "num_classes", None)
-        hint = f"the model was built with num_classes={nc}; check --num-classes" if nc else hint
-    return f"checkpoint {source} does not fit {name}: {'; '.join(parts)}; {hint}"

