@@ -31,7 +31,7 @@ def make_1080p_video(path: Path, frames: int, fps: int = 30) -> Path:
     """Street-like synthetic scenes panning sideways, 1920x1080 H.264 (a few distinct scenes, shifted per frame)."""
     import av
 
-    from rtseg.export.scenes import synthetic_scenes
+    from rtseg.scenes import synthetic_scenes
 
     scenes = synthetic_scenes(4, 1080, 1920)[..., ::-1]  # RGB -> BGR
     with av.open(str(path), "w") as container:

@@ -74,7 +74,7 @@ def naive_segment(model, frame: np.ndarray, size: tuple[int, int], mean, std) ->
 
 
 def bench_end_to_end(bundle: Path, repeat: int) -> dict:
-    from rtseg.export.scenes import synthetic_scenes
+    from rtseg.scenes import synthetic_scenes
     from rtseg.runtime import load
     from rtseg.runtime.torch import TorchRunner
 

@@ -40,7 +40,7 @@ def make_bundle(out: Path, size: str) -> Path:
 
 
 def frames_for(streams: int, count: int, hw: tuple[int, int]) -> list[np.ndarray]:
-    from rtseg.export.scenes import synthetic_scenes
+    from rtseg.scenes import synthetic_scenes
 
     return [np.ascontiguousarray(synthetic_scenes(count, *hw, seed=s)[..., ::-1]) for s in range(streams)]
 

@@ -7,6 +7,7 @@ rtseg writes goes through :func:`atomic_path`. Caches (compiled kernels, TensorR
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -38,8 +39,47 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
+def write_json(path: str | os.PathLike, obj) -> None:
+    """``obj`` as indented JSON at ``path``, atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def writable_dir(path: str | os.PathLike, failure: str) -> Path:
+    """Create folder ``path`` and prove it is writable before any slow work; else one line from ``failure``, a
+    format string with ``{path}`` and ``{why}`` (e.g. "cannot write to --out {path}: {why}; pass a writable
+    folder")."""
+    from .errors import RtsegError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".rtseg-write-test.", suffix=TEMP_SUFFIX):
+            pass
+    except OSError as exc:
+        raise RtsegError(failure.format(path=path, why=exc.strerror or exc)) from None
+    if not path.is_dir():
+        raise RtsegError(failure.format(path=path, why="not a directory"))
+    return path
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove a folder a run created if an error left it empty (rtseg's temporary files aside)."""
+    try:
+        for p in folder.iterdir():
+            if not (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)):
+                return
+            p.unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def cache_dir(*parts: str) -> Path:

@@ -57,3 +57,27 @@ def interrupts_as_keyboard_interrupt():
         _held = False
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+class GracefulStop:
+    """For long runs with outputs to finalise: the first SIGINT/SIGTERM calls ``on_first`` (stop reading, drain,
+    finalise) and records the signal in ``signum``; a second one raises KeyboardInterrupt. ``restore()`` puts the
+    previous handlers back. Does nothing off the main thread or when ``enabled`` is false."""
+
+    def __init__(self, on_first, enabled: bool = True):
+        self.signum: int | None = None
+        self.on_first = on_first
+        self.previous = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.on_first()
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

@@ -115,10 +115,10 @@ def cpu_threads(threads: int | None, uses_torch: bool):
 
 
 def synthetic_video(path: Path, size: tuple[int, int], count: int) -> Path:
-    """A short street-like video (rtseg.export.scenes), MPEG-4 in mp4, for runs without --source."""
+    """A short street-like video (rtseg.scenes), MPEG-4 in mp4, for runs without --source."""
     import av
 
-    from ..export.scenes import synthetic_scenes
+    from ..scenes import synthetic_scenes
 
     distinct = min(count, 30)  # the scenes repeat after 30 frames: enough variety, quick to draw
     frames = synthetic_scenes(distinct, *size, seed=2024)  # (N, H, W, 3) RGB
@@ -223,7 +223,7 @@ def _load(bundle: str, backend: str, device: str | None, precision: str | None, 
 
 
 def _naive_row(bundle: str, name: str, input_size, frame_hw, frames, args, bar, measurements: list) -> None:
-    from ..export.bundle import read_manifest
+    from ..bundle import read_manifest
     from . import tiers as T
     from .naive import NaiveBaseline
 

@@ -12,21 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import Manifest
 from ..errors import RtsegError
 
 
 class NaiveBaseline:
-    def __init__(self, manifest: dict, bundle_root: Path, input_size: tuple[int, int], device: str = "cpu",
+    def __init__(self, manifest: Manifest, bundle_root: Path, input_size: tuple[int, int], device: str = "cpu",
                  alpha: float = 0.5):
         from ..runtime.torch import import_torch
 
         torch = import_torch()
         from ..models import create_model
 
-        model_info = manifest["model"]
-        if model_info.get("family") == "onnx":
+        model_info = manifest.model
+        if model_info.family == "onnx":
             raise RtsegError("the bundle was made from an ONNX file; there is no PyTorch model for the naive row")
-        weights = (model_info.get("source") or {}).get("weights")
+        weights = model_info.source.get("weights")
         checkpoint = None
         if weights:
             checkpoint = Path(weights) if Path(weights).is_file() else bundle_root / weights
@@ -34,16 +35,16 @@ class NaiveBaseline:
                 raise RtsegError(f"the naive row needs the checkpoint {weights}, which is not here; pass --no-naive")
         with torch.random.fork_rng():
             torch.manual_seed(0)  # the untrained weights rtseg export wrote, when there is no checkpoint
-            model = create_model(model_info["name"], num_classes=int(model_info["num_classes"]), checkpoint=checkpoint)
+            model = create_model(model_info.name, num_classes=model_info.num_classes, checkpoint=checkpoint)
         self.torch, self.device = torch, torch.device(device)
         self.model = model.eval().to(self.device)
-        inp = manifest["input"]
+        pre = manifest.preprocessing
         self.size = tuple(input_size)  # (h, w)
-        self.rgb = str(inp.get("channel_order", "RGB")).upper() == "RGB"
-        self.scale = np.float32(float(inp.get("value_scale", 1.0)) / 255.0)
-        self.mean = np.asarray(inp["mean"], np.float32)
-        self.std = np.asarray(inp["std"], np.float32)
-        self.palette_bgr = np.asarray(model_info["palette"], np.uint8)[:, ::-1].astype(np.float32)
+        self.rgb = pre.channel_order == "RGB"
+        self.scale = np.float32(pre.value_scale / 255.0)
+        self.mean = np.asarray(pre.mean, np.float32)
+        self.std = np.asarray(pre.std, np.float32)
+        self.palette_bgr = np.asarray(model_info.palette, np.uint8)[:, ::-1].astype(np.float32)
         self.alpha = alpha
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:

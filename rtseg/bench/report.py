@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.bundle import atomic_path, write_json
+from ..errors import pyplot
+from ..files import atomic_path, write_json
 from .tiers import TIERS, Measurement
 
 STAT_KEYS = ("min", "mean", "p50", "p90", "p95", "p99")
@@ -103,15 +104,7 @@ def write_outputs(out: Path, document: dict, table_rows: list[dict], measurement
 
 
 def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        from ..errors import missing_dependency
-
-        raise missing_dependency("matplotlib", "bench") from None
+    plt = pyplot("bench")
     return plt
 
 

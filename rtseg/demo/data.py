@@ -44,7 +44,7 @@ def iou_scores(cm) -> tuple[float, dict[str, float]]:
     """Mean IoU (``rtseg eval``'s definition: a class only predicted counts as 0, one absent from both is left
     out) of a :class:`rtseg.eval.metrics.ConfusionMatrix`, and each present class's IoU by Cityscapes name."""
     from ..eval.metrics import scores
-    from ..export.classes import CITYSCAPES
+    from ..bundle.classes import CITYSCAPES
 
     s = scores(cm.matrix)
     names = [n for n, _ in CITYSCAPES]

@@ -12,12 +12,12 @@ Steps, each reused on the next run where its inputs are unchanged:
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RtsegError
+from ..files import write_text_atomic
 from .video import LABELS_DIR, VIDEO_FILE, VideoSpec, render_video
 
 MODEL = "fast_scnn"
@@ -103,25 +103,22 @@ def run_demo(opts: DemoOptions, say=print) -> dict:
         "held_out": _held_out_figures(weights), "seconds": {k: round(v, 2) for k, v in timings.items()},
     }
     path = out / "demo.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(result, indent=1, default=str) + "\n")
     result["summary_file"] = str(path)
     return result
 
 
 def export_bundle(folder: Path, weights: Path, calib: Path, say) -> Path:
     """The shipped weights as a verified bundle; an existing bundle of the same weights and size is reused."""
-    from ..export import bundle as B
+    from ..bundle import FAILED_MANIFEST, MANIFEST, read_manifest
+    from ..files import sha256_file
 
-    manifest = folder / B.MANIFEST
-    sha = B.sha256_file(weights)
-    if manifest.is_file():
+    sha = sha256_file(weights)
+    if (folder / MANIFEST).is_file():
         try:
-            info = json.loads(manifest.read_text())
-            same = (info["model"]["source"].get("weights_sha256") == sha
-                    and list(info["input"]["shape"][-2:]) == list(INPUT_SIZE))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            info = read_manifest(folder)
+            same = info.model.source.get("weights_sha256") == sha and info.inputs.opt == tuple(INPUT_SIZE)
+        except RtsegError:
             same = False
         if same:
             say(f"  bundle     {folder}  reused")
@@ -134,7 +131,7 @@ def export_bundle(folder: Path, weights: Path, calib: Path, say) -> Path:
                                  f" --input-size {INPUT_SIZE[0]}x{INPUT_SIZE[1]} --calib {calib} --out {folder}")
     result = run_export(opts, say=lambda line: say("  " + line))
     if not result.passed:
-        raise RtsegError(f"the demo bundle failed verification; see {folder / B.FAILED_MANIFEST}")
+        raise RtsegError(f"the demo bundle failed verification; see {folder / FAILED_MANIFEST}")
     return folder
 
 

@@ -114,7 +114,7 @@ def to_input(rgb: np.ndarray):
     """uint8/float RGB ``(N, H, W, 3)`` -> the bundle's normalised input tensor ``(N, 3, H, W)``."""
     import torch
 
-    from ..export.scenes import Preprocessing
+    from ..bundle import Preprocessing
 
     pre = Preprocessing()
     x = rgb.astype(np.float32) / np.float32(255.0)

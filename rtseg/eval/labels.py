@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RtsegError
+from ..errors import RtsegError, require
 
 # Cityscapes (cityscapesScripts labels.py): label id -> train id for ids 0..33; everything else is ignored.
 # License plate has id -1, which a uint8 PNG stores as 255: it is ignored too.
@@ -36,12 +36,7 @@ VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
 
 def read_label(path: Path, fix: str = "") -> np.ndarray:
     """A label PNG as an int64 ``(H, W)`` id map (palette indices for ``P`` images); ``fix`` is said on RGB."""
-    try:
-        from PIL import Image
-    except ImportError:
-        from ..errors import missing_dependency
-
-        raise missing_dependency("Pillow", "eval") from None
+    Image = require("PIL.Image", "eval", "Pillow")
     try:
         with Image.open(path) as img:
             mode = img.mode

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import RtsegError
-from ..export.bundle import atomic_path, write_json
+from ..errors import pyplot
+from ..files import atomic_path, write_json, writable_dir
 from .metrics import Scores
 
 
 def prepare_out(out: str | os.PathLike) -> Path:
     """Create ``--out`` and prove it is writable before any slow work."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".rtseg-write-test."):
-            pass
-    except OSError as exc:
-        raise RtsegError(f"cannot write to --out {out}: {exc.strerror or exc}; pass a writable folder") from None
-    return out
+    return writable_dir(out, "cannot write to --out {path}: {why}; pass a writable folder")
 
 
 def _pct(value: float) -> str:
@@ -59,15 +51,7 @@ def write_outputs(out: Path, report: dict, matrix: np.ndarray, class_names: list
 
 def heat_map(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:
     """Row-normalised confusion (each ground-truth class sums to 1), so small classes are as readable as big ones."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        from ..errors import missing_dependency
-
-        raise missing_dependency("matplotlib", "eval") from None
+    plt = pyplot("eval")
     rows = matrix.sum(axis=1, keepdims=True)
     norm = np.divide(matrix, rows, out=np.zeros(matrix.shape, np.float64), where=rows > 0)
     k = len(class_names)

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RtsegError
-from .bundle import atomic_path, quiet_stdout
+from ..files import atomic_path
+from .steps import quiet_stdout
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Where an export's FP32 graph and its reference come from: a zoo model in PyTorch, or the user's own ONNX file.
 
-Each is an :class:`rtseg.export.pipeline.Export` that fills in the steps the pipeline leaves open (``prepare``,
+Each is an :class:`rtseg.export.base.Export` that fills in the steps the base leaves open (``prepare``,
 ``fp32_graph``, ``make_reference``, ``verify_fp32``); the shared steps (FP16 graph, engine, verification, manifest)
-stay in :mod:`rtseg.export.pipeline`.
+stay in :mod:`rtseg.export.base`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import IMAGENET, Preprocessing
 from ..errors import RtsegError
-from . import bundle as B
-from .pipeline import Export
-from .scenes import Preprocessing
+from ..files import sha256_file
+from .base import Export
+from .steps import hash_key, tool_versions
 from .torch_onnx import INPUT_NAME, OPSET
 
 
@@ -48,18 +49,18 @@ class FromTorch(Export):
         if opts.weights is None:
             self.say(f"note: no --weights given; exporting {info.name} with untrained initial weights")
         self.model_name, self.family = info.name, info.family
-        self.pre = opts.preprocessing(info.name, info.family, base=self._checkpoint_pre())
+        self.pre = opts.preprocessing(self._checkpoint_pre() or info.preprocessing)
         self.input_name, self.output_kind = INPUT_NAME, opts.head
         self.output_name = "logits" if opts.head == "logits" else "labels"
         up = self.model.final_upsample
         self.upsample = {"mode": up.mode, "size": "input", "align_corners": bool(up.align_corners)}
         self.size_multiple = int(self.model.size_multiple)
-        weights_sha = B.sha256_file(opts.weights) if opts.weights else "untrained, torch seed 0"
+        weights_sha = sha256_file(opts.weights) if opts.weights else "untrained, torch seed 0"
         self.source_info = {"weights": str(opts.weights) if opts.weights else None,
                             "weights_sha256": weights_sha if opts.weights else None,
                             "output_stride": info.output_stride}
-        self.onnx_key = B.hash_key("onnx", info.name, self.num_classes, weights_sha, self.shapes.as_dict(),
-                                   opts.head, OPSET, opts.exporter, B.tool_versions())
+        self.onnx_key = hash_key("onnx", info.name, self.num_classes, weights_sha, self.shapes.as_dict(),
+                                   opts.head, OPSET, opts.exporter, tool_versions())
         self.title = info.name
 
     def _checkpoint_pre(self) -> Preprocessing | None:
@@ -147,18 +148,18 @@ class BringYourOwn(Export):
                              f" fixed); pass --input-size {io.static_hw[0]}x{io.static_hw[1]} without --dynamic")
         self.io = io
         self.model_name, self.family = src.stem, "onnx"
-        self.pre = opts.preprocessing(None, None)
+        self.pre = opts.preprocessing(IMAGENET)
         self.input_name, self.output_name, self.output_kind = io.input_name, io.output_name, io.kind
         self.upsample = {"mode": "bilinear", "size": "input", "align_corners": bool(opts.align_corners)}
         self.size_multiple = 1
-        self.src_sha = B.sha256_file(src)
+        self.src_sha = sha256_file(src)
         self.source_info = {"onnx": str(src), "onnx_sha256": self.src_sha}
         self.title = src.name
 
     def fp32_graph(self, path: Path) -> None:
         from .torch_onnx import import_onnx
 
-        key = B.hash_key("onnx-import", self.src_sha, OPSET, self.tools)
+        key = hash_key("onnx-import", self.src_sha, OPSET, self.tools)
         if self.opts.force or not self.steps.reusable("onnx", key, [path]):
             import_onnx(Path(self.opts.onnx), path, self.shapes.opt)
             self.steps.finish("onnx", key, [path])

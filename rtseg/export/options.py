@@ -219,13 +219,11 @@ class ExportOptions:
         """Gate per verified artifact (the names used in the manifest's ``verification``)."""
         return {"onnx": self.gate_fp32, "onnx_fp16": self.gate_fp16, "engine": self.gate_engine}
 
-    def preprocessing(self, model_name: str | None, family: str | None, base=None):
-        """The normalisation: ``base`` (what a checkpoint declares, e.g. DIGITS' input shift) or the model's own
-        (:mod:`rtseg.export.recipes`), with the options given on top."""
-        from .recipes import default_preprocessing
-        from .scenes import Preprocessing
+    def preprocessing(self, base):
+        """The normalisation: ``base`` (what a checkpoint declares, e.g. DIGITS' input shift, else what the model's
+        zoo entry declares, :attr:`rtseg.models.ModelInfo.preprocessing`) with the options given on top."""
+        from ..bundle import Preprocessing
 
-        base = base or default_preprocessing(model_name, family)
         return Preprocessing(self.mean or base.mean, self.std or base.std, self.channel_order or base.channel_order,
                              base.value_scale if self.value_scale is None else float(self.value_scale))
 

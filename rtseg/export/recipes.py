@@ -1,4 +1,5 @@
-"""Export recipes (``export/*.toml``) and the per-family input preprocessing of the public checkpoints.
+"""Export recipes (``export/*.toml``). The input normalisation each model's public checkpoints expect is declared
+by its zoo entry (:attr:`rtseg.models.registry.ModelInfo.preprocessing`), not here.
 
 A recipe is the command line written down: ``[model]`` (name, num_classes, classes, weights), ``[input]``
 (size, dynamic range, mean/std/channel order/value scale), ``[export]`` (head, precision, gates, ...). The keys are
@@ -11,31 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import RtsegError
-from .scenes import Preprocessing
-
-IMAGENET = Preprocessing((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB", 1.0)
-# The normalisation each reference repository trains with (its released checkpoints expect it).
-_PREPROCESSING = {
-    # CoinCheung/BiSeNet: Cityscapes statistics, RGB in [0, 1].
-    "bisenet": Preprocessing((0.3257, 0.3690, 0.3223), (0.2112, 0.2148, 0.2115), "RGB", 1.0),
-    # wkentaro/pytorch-fcn (Caffe weights): BGR, raw 0..255 minus the VGG mean, no std.
-    "fcn_vgg16": Preprocessing((104.00698793, 116.66876762, 122.67891434), (1.0, 1.0, 1.0), "BGR", 255.0),
-    # voc-fcn-alexnet (Caffe): the FCN data layer's BGR VOC mean on raw 0..255 pixels. DIGITS' variant subtracts 116
-    # instead; its checkpoint says so (FCNAlexNet.checkpoint_preprocessing), which the export prefers.
-    "fcn_alexnet": Preprocessing((104.00698793, 116.66876762, 122.67891434), (1.0, 1.0, 1.0), "BGR", 255.0),
-    # meetps/pytorch-semseg ICNet (converted Caffe weights): BGR, raw 0..255 minus the Pascal mean, no std.
-    "icnet_ptsemseg": Preprocessing((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), "BGR", 255.0),
-}
-
-
-def default_preprocessing(model_name: str | None, family: str | None) -> Preprocessing:
-    """The normalisation the public checkpoints of ``model_name`` were trained with (ImageNet otherwise)."""
-    name = (model_name or "").lower()
-    for key in ("fcn_vgg16", "fcn_alexnet", "icnet_ptsemseg"):
-        prefix, suffix = key.split("_", 1)
-        if name.startswith(prefix) and suffix in name:
-            return _PREPROCESSING[key]
-    return _PREPROCESSING.get(family or "", IMAGENET)
 
 
 def load_recipe(path: str | Path) -> dict:

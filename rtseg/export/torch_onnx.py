@@ -19,33 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import InputSpec
 from ..errors import RtsegError
 from ..files import TEMP_SUFFIX
-from .bundle import atomic_path, quiet_stdout
+from ..files import atomic_path
+from .steps import quiet_stdout
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
 INPUT_NAME = "input"
-
-
-@dataclass(frozen=True)
-class Shapes:
-    """The input sizes a graph takes: ``opt`` always; ``min``/``max`` for a dynamic graph. Sizes are (H, W)."""
-
-    opt: tuple[int, int]
-    min: tuple[int, int] | None = None
-    max: tuple[int, int] | None = None
-
-    @property
-    def dynamic(self) -> bool:
-        return self.min is not None
-
-    def as_dict(self) -> dict:
-        if not self.dynamic:
-            return {"shape": [1, 3, *self.opt], "profile": None}
-        return {"shape": [1, 3, "height", "width"],
-                "profile": {k: [1, 3, *v] for k, v in (("min", self.min), ("opt", self.opt), ("max", self.max))}}
 
 
 def graph_module(model, head: str):
@@ -71,7 +54,7 @@ def graph_module(model, head: str):
     return (LowResLogits() if head == "logits" else Labels()).eval()
 
 
-def export_torch(model, path: Path, shapes: Shapes, head: str, opset: int = OPSET, exporter: str = "torchscript",
+def export_torch(model, path: Path, shapes: InputSpec, head: str, opset: int = OPSET, exporter: str = "torchscript",
                  release: Callable[[], None] | None = None) -> None:
     """Export ``model`` to ``path`` atomically, then check, shape-infer and (safely) simplify it.
 
@@ -111,7 +94,7 @@ def export_torch(model, path: Path, shapes: Shapes, head: str, opset: int = OPSE
         finalize_graph(tmp, size)
 
 
-def _export_dynamo(module, x, tmp: Path, shapes: Shapes, output: str, opset: int) -> None:
+def _export_dynamo(module, x, tmp: Path, shapes: InputSpec, output: str, opset: int) -> None:
     import torch
     from torch.export import Dim
 

@@ -6,6 +6,7 @@ torch; this module does not, so listing names needs only the registry.
 
 from .registry import ModelInfo as ModelInfo
 from .registry import create_model as create_model
+from .registry import default_preprocessing as default_preprocessing
 from .registry import list_models as list_models
 from .registry import model_info as model_info
 from .registry import register_model as register_model

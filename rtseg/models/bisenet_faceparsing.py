@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..bundle.preprocessing import Preprocessing
 from .base import FinalUpsample
 from .bisenet import _SIZE_RULE, BiSeNetV1, ContextPath, ConvBNReLU, OutputHead, _nearest_up
 from .registry import register_model
@@ -101,6 +102,8 @@ class BiSeNetFaceParsing(BiSeNetV1):
 @register_model("bisenetv1_faceparsing", family="faceparsing", default_num_classes=len(FACEPARSING_CLASSES),
                 output_stride=8, size_rule=_SIZE_RULE,
                 checkpoint_layout="zllrunning/face-parsing.PyTorch 79999_iter.pth (CelebAMask-HQ)",
-                aliases=("faceparsing", "face_parsing", "bisenet_faceparsing"))
+                aliases=("faceparsing", "face_parsing", "bisenet_faceparsing"),
+                preprocessing=Preprocessing(FACEPARSING_MEAN, FACEPARSING_STD, FACEPARSING_CHANNEL_ORDER,
+                                            FACEPARSING_VALUE_SCALE))
 def bisenetv1_faceparsing(num_classes: int = 19) -> BiSeNetFaceParsing:
     return BiSeNetFaceParsing(num_classes)

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..errors import RtsegError
 from .base import FinalUpsample, SegmentationModel
-from .fcn import bilinear_kernel
+from .fcn import CAFFE_VGG_BGR, bilinear_kernel
 from .registry import register_model
 
 UPSCORE_KERNEL, UPSCORE_STRIDE, CROP_OFFSET = 63, 32, 18
@@ -114,6 +114,9 @@ def _pool_norm(h: torch.Tensor) -> torch.Tensor:
                 size_rule="any H, W >= 1",
                 checkpoint_layout="Caffe fcn-alexnet-pascal.caffemodel or DIGITS fcn_alexnet.caffemodel"
                                   " (or a state_dict with the Caffe layer names)",
-                aliases=("fcn_alexnet_voc", "voc_fcn_alexnet", "fcnalexnet"))
+                aliases=("fcn_alexnet_voc", "voc_fcn_alexnet", "fcnalexnet"),
+                # the FCN data layer's BGR VOC mean on raw 0..255 pixels (the VGG FCNs' too). DIGITS' variant
+                # subtracts 116 instead; its checkpoint says so (FCNAlexNet.checkpoint_preprocessing), which wins.
+                preprocessing=CAFFE_VGG_BGR)
 def fcn_alexnet(num_classes: int = 21) -> FCNAlexNet:
     return FCNAlexNet(num_classes)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..bundle.preprocessing import Preprocessing
 from ..errors import RtsegError
 from .base import FinalUpsample, SegmentationModel
 from .registry import register_model
@@ -254,11 +255,13 @@ def _valid_up(n: int, minimum: int) -> int:
 
 
 _SIZE_RULE = "H, W = 32k+1, at least 1025x2049"
+# meetps/pytorch-semseg ICNet (converted Caffe weights): BGR, raw 0..255 minus the Pascal mean, no std.
+PASCAL_BGR = Preprocessing((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), "BGR", 255.0)
 
 
 @register_model("icnet_ptsemseg_bn", family="icnet", default_num_classes=19, output_stride=4, size_rule=_SIZE_RULE,
                 checkpoint_layout="meetps/pytorch-semseg icnetBN_cityscapes_*.pth ['model_state']",
-                aliases=("icnet_caffe_bn", "icnetbn_ptsemseg", "icnetbn_caffe"))
+                aliases=("icnet_caffe_bn", "icnetbn_ptsemseg", "icnetbn_caffe"), preprocessing=PASCAL_BGR)
 def icnet_ptsemseg_bn(num_classes: int = 19) -> ICNetCaffe:
     """The Caffe ICNet with BatchNorm layers ('icnetBN' checkpoints)."""
     return ICNetCaffe(num_classes, batchnorm=True)
@@ -267,7 +270,7 @@ def icnet_ptsemseg_bn(num_classes: int = 19) -> ICNetCaffe:
 @register_model("icnet_ptsemseg_nobn", family="icnet", default_num_classes=19, output_stride=4,
                 size_rule=_SIZE_RULE,
                 checkpoint_layout="meetps/pytorch-semseg icnet_cityscapes_*.pth ['model_state'] (BN folded)",
-                aliases=("icnet_caffe", "icnet_caffe_nobn"))
+                aliases=("icnet_caffe", "icnet_caffe_nobn"), preprocessing=PASCAL_BGR)
 def icnet_ptsemseg_nobn(num_classes: int = 19) -> ICNetCaffe:
     """The Caffe ICNet with BN folded into the conv biases ('icnet' checkpoints)."""
     return ICNetCaffe(num_classes, batchnorm=False)

@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..bundle.preprocessing import IMAGENET, Preprocessing
 from ..errors import RtsegError
 
 # The modules that register models. Imported lazily: they need torch.
@@ -37,6 +38,8 @@ class ModelInfo:
     size_rule: str  # the input sizes the architecture accepts, in words
     checkpoint_layout: str  # the public checkpoint layout it loads
     aliases: tuple[str, ...] = field(default=())
+    #: the normalisation its public checkpoints were trained with (what a bundle records unless told otherwise)
+    preprocessing: Preprocessing = IMAGENET
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -53,12 +56,14 @@ def register_model(
     size_rule: str,
     checkpoint_layout: str,
     aliases: tuple[str, ...] = (),
+    preprocessing: Preprocessing = IMAGENET,
 ):
-    """Decorator for a builder ``fn(num_classes, **kwargs) -> SegmentationModel``."""
+    """Decorator for a builder ``fn(num_classes, **kwargs) -> SegmentationModel``; ``preprocessing`` is the input
+    normalisation the reference repository trains with (its released checkpoints expect it)."""
 
     def wrap(fn):
         info = ModelInfo(name, family, fn, default_num_classes, output_stride, size_rule, checkpoint_layout,
-                         tuple(aliases))
+                         tuple(aliases), preprocessing)
         _REGISTRY[name] = info
         for alias in aliases:
             _ALIASES[alias] = name
@@ -96,6 +101,11 @@ def model_info(name: str) -> ModelInfo:
     if key not in _REGISTRY:
         raise RtsegError(f"unknown model {name!r}; run 'rtseg models' to list the {len(_REGISTRY)} available names")
     return _REGISTRY[key]
+
+
+def default_preprocessing(model_name: str | None, family: str | None = None) -> Preprocessing:
+    """The normalisation the public checkpoints of ``model_name`` were trained with (ImageNet for no model)."""
+    return model_info(model_name).preprocessing if model_name else IMAGENET
 
 
 def create_model(name: str, num_classes: int | None = None, checkpoint=None, **kwargs):

@@ -6,7 +6,7 @@
         result = seg.segment(frame)                 # BGR uint8 (H, W, 3) -> result.labels (H, W) uint8
         shown = seg.overlay(frame, result.labels)
 
-Layers: :mod:`.bundle` (manifest and artifact checks), :mod:`.select` (which backend and graph),
+Layers: :mod:`rtseg.bundle` (the format: manifest and artifact checks), :mod:`.select` (which backend and graph),
 :mod:`.base` (the runner surface) with one module per backend, and :mod:`.segmenter` (frames in, labels out).
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from .base import Runner as Runner
-from .segmenter import InputSpec as InputSpec
+from ..bundle import InputSpec as InputSpec
 from .segmenter import Segmenter as Segmenter
 from .segmenter import SegmentResult as SegmentResult
 
@@ -31,7 +31,7 @@ def load(bundle: str | os.PathLike, backend: str = "auto", device: str | None = 
     per frame). weights: the checkpoint for the torch backend when the one recorded in the bundle is elsewhere.
     threads: ONNX Runtime CPU threads (default: the cores this process may use).
     """
-    from .bundle import open_bundle
+    from ..bundle import open_bundle
     from .select import choose_runner
 
     b = open_bundle(bundle)

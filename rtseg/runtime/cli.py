@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .bundle import check_artifact, open_bundle
+    from ..bundle import check_artifact, open_bundle
 
     bundle = open_bundle(args.bundle)
     m = bundle.manifest

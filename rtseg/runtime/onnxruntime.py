@@ -15,18 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RtsegError, missing_dependency
+from ..errors import RtsegError, require
 from .base import Runner, device_index
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
 def import_onnxruntime():
-    try:
-        import onnxruntime
-    except ModuleNotFoundError:
-        raise missing_dependency("onnxruntime", "video") from None
-    return onnxruntime
+    return require("onnxruntime", "video")
 
 
 def available_providers() -> list[str]:
@@ -69,7 +65,7 @@ class OnnxRuntimeRunner(Runner):
         wanted = PROVIDERS[self.requested]
         if self.requested != "cpu" and wanted not in ort.get_available_providers():
             raise RtsegError(f"this ONNX Runtime ({ort.__version__}) has no {wanted}; install onnxruntime-gpu"
-                             f" (see the README's GPU set-up) or use device='cpu'")
+                             f" (see docs/gpu-install.md) or use device='cpu'")
         providers = [self._provider_entry(wanted)]
         if self.requested == "tensorrt":
             providers.append(self._provider_entry(PROVIDERS["cuda"]))

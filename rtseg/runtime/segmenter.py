@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bundle import Bundle
 from ..errors import RtsegError
 from .base import Runner
 
@@ -26,56 +27,6 @@ class SegmentResult:
     score: np.ndarray | None = None  # (H, W) float32 winning interpolated logit, when asked for
     input_size: tuple[int, int] | None = None  # the network input size this frame ran at
     overlay: np.ndarray | None = None  # (H, W, 3) BGR frame with the class colours blended in, when asked for
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the graph takes: a fixed size, or a profile (min, opt, max) and the model's size multiple."""
-
-    opt: tuple[int, int]
-    min: tuple[int, int] | None = None
-    max: tuple[int, int] | None = None
-    multiple: int = 1
-
-    @property
-    def dynamic(self) -> bool:
-        return self.min is not None
-
-    @classmethod
-    def from_manifest(cls, inp: dict) -> InputSpec:
-        profile = inp.get("profile")
-        multiple = int(inp.get("size_multiple") or 1)
-        if profile:
-            return cls(tuple(profile["opt"][2:]), tuple(profile["min"][2:]), tuple(profile["max"][2:]), multiple)
-        return cls(tuple(inp["shape"][2:]), multiple=multiple)
-
-    def size_for(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
-        """The input size a frame runs at: the fixed size, or (dynamic) the frame scaled to fit the optimisation
-        size with its aspect kept, rounded to the size multiple and clamped to the profile."""
-        if not self.dynamic:
-            return self.opt
-        h, w = frame_hw
-        scale = min(self.opt[0] / h, self.opt[1] / w)
-        m = self.multiple
-        size = []
-        for n, lo, hi in ((h, self.min[0], self.max[0]), (w, self.min[1], self.max[1])):
-            v = max(m, int(round(n * scale / m)) * m)
-            lo_m, hi_m = -(-lo // m) * m, hi // m * m
-            size.append(min(max(v, lo_m), hi_m))
-        return size[0], size[1]
-
-    def check(self, size: tuple[int, int]) -> None:
-        h, w = size
-        if self.dynamic:
-            if not (self.min[0] <= h <= self.max[0] and self.min[1] <= w <= self.max[1]):
-                raise RtsegError(f"input size {h}x{w} is outside the bundle's profile {self.min[0]}x{self.min[1]} to"
-                                 f" {self.max[0]}x{self.max[1]}; pick a size inside it or re-export with a wider"
-                                 f" --dynamic range")
-            if h % self.multiple or w % self.multiple:
-                raise RtsegError(f"input size {h}x{w} is not a multiple of {self.multiple}, as this model needs")
-        elif (h, w) != self.opt:
-            raise RtsegError(f"this bundle's graph takes only {self.opt[0]}x{self.opt[1]} inputs, not {h}x{w};"
-                             f" re-export it with --dynamic to run other sizes")
 
 
 def check_frame(frame: Any) -> np.ndarray:
@@ -97,9 +48,12 @@ def check_frame(frame: Any) -> np.ndarray:
 
 
 class Segmenter:
-    """A loaded bundle on one backend. Made by :func:`rtseg.runtime.load`."""
+    """A loaded bundle on one backend. Made by :func:`rtseg.runtime.load`; implements
+    :class:`~rtseg.runtime.protocol.SegmenterProtocol`."""
 
-    def __init__(self, bundle, runner: Runner, why: str, input_size: tuple[int, int] | None = None):
+    thread_safe = False  # one frame at a time: the input buffers are reused
+
+    def __init__(self, bundle: Bundle, runner: Runner, why: str, input_size: tuple[int, int] | None = None):
         from ..kernels import label_dtype
 
         self.bundle, self.manifest = Path(bundle.root), bundle.manifest
@@ -109,30 +63,37 @@ class Segmenter:
         self.threads: int | None = None
         self._replicas: dict[tuple[int, int], list[Segmenter]] = {}
         m = self.manifest
-        self.num_classes = int(m["model"]["num_classes"])
-        self.class_names = list(m["model"].get("class_names") or [f"class_{i}" for i in range(self.num_classes)])
-        self.palette = np.asarray(m["model"].get("palette") or [], np.uint8).reshape(-1, 3)  # RGB
+        self.num_classes = m.num_classes
+        self.class_names = list(m.model.class_names)
+        self.palette = np.asarray(m.model.palette, np.uint8).reshape(-1, 3)  # RGB
         self._palette_bgr = np.ascontiguousarray(self.palette[:, ::-1])
-        inp, out = m["input"], m["output"]
-        self.spec = InputSpec.from_manifest(inp)
+        self.spec = m.inputs
         if input_size is not None:
             self.spec.check(tuple(input_size))
         self.fixed_size = tuple(input_size) if input_size is not None else None
-        self.rgb = str(inp.get("channel_order", "RGB")).upper() == "RGB"
-        self.mean, self.std = tuple(inp["mean"]), tuple(inp["std"])
-        self.pixel_range = 255.0 / float(inp.get("value_scale", 1.0))
-        self.output_kind = out.get("kind", "logits")
-        up = out.get("upsample") or {}
-        self.align_corners = bool(up.get("align_corners", False))
+        pre = m.preprocessing
+        self.rgb = pre.channel_order == "RGB"
+        self.mean, self.std = tuple(pre.mean), tuple(pre.std)
+        self.pixel_range = 255.0 / pre.value_scale
+        self.output_kind = m.output_kind
+        self.align_corners = bool(m.upsample.align_corners) if m.upsample else False
         self.label_dtype = label_dtype(self.num_classes)
         self._inputs: dict[tuple[int, int], np.ndarray] = {}
         self._gpu = None  # the resident path's buffers, made on the first GPU frame
 
     # -- the surface --------------------------------------------------------------------------------------
+    @property
+    def on_gpu(self) -> bool:
+        return self.runner.on_gpu
+
+    @property
+    def cpu_threads(self) -> int | None:
+        return None if self.runner.on_gpu else self.runner.threads
+
     def describe(self) -> dict:
         """Which backend, device, provider and graph run this bundle, and why that one was chosen."""
         return {**self.runner.describe(), "why": self.why, "bundle": str(self.bundle),
-                "model": self.manifest["model"].get("name"), "output": self.output_kind}
+                "model": self.manifest.model.name, "output": self.output_kind}
 
     def input_size_for(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         return self.fixed_size or self.spec.size_for(frame_hw)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 
+from ..bundle import Bundle, check_artifact
 from ..errors import RtsegError
 from ..sizes import parse_device
 from .base import Runner
-from .bundle import Bundle, check_artifact
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
@@ -109,27 +109,26 @@ def _onnxruntime(bundle: Bundle, device: str, precision, threads) -> Runner:
 
 
 def _tensorrt(bundle: Bundle, device: str | None) -> Runner:
-    from ..export.tensorrt import check_engine_stamp, tensorrt_missing_reason
-    from .tensorrt import TensorRTRunner
+    from .tensorrt import TensorRTRunner, check_engine_stamp, tensorrt_missing_reason
 
     if (reason := tensorrt_missing_reason()) is not None:
         raise RtsegError(f"--backend tensorrt: {reason}")
 
     if device == "cpu":
         raise RtsegError("TensorRT runs only on a GPU; drop device='cpu' or use --backend onnxruntime")
-    manifest = dict(bundle.manifest, _dir=str(bundle.root))
-    check_engine_stamp(manifest)  # TensorRT version and GPU, with the rebuild command in the error
+    check_engine_stamp(bundle)  # TensorRT version and GPU, with the rebuild command in the error
     return TensorRTRunner(check_artifact(bundle, "engine"), device=device or "cuda:0")
 
 
 def _torch(bundle: Bundle, device: str, weights) -> Runner:
     from pathlib import Path
 
-    from ..export.bundle import sha256_file
+    from ..files import sha256_file
     from .torch import TorchRunner
 
-    model, source = bundle.manifest["model"], bundle.manifest["model"].get("source") or {}
-    if model.get("family") == "onnx":
+    model = bundle.manifest.model
+    source = model.source
+    if model.family == "onnx":
         raise RtsegError(f"the bundle {bundle.root} was made from an ONNX file, so there is no PyTorch model to run;"
                          f" use --backend onnxruntime")
     recorded = source.get("weights")
@@ -139,10 +138,9 @@ def _torch(bundle: Bundle, device: str, weights) -> Runner:
             checkpoint = bundle.root / checkpoint
         if not checkpoint.is_file():
             raise RtsegError(f"the torch backend needs the checkpoint {checkpoint}, which is not here; pass"
-                             f" weights=PATH (--weights) for {model['name']}")
+                             f" weights=PATH (--weights) for {model.name}")
         want = source.get("weights_sha256")
         if want and sha256_file(checkpoint) != want:
             raise RtsegError(f"{checkpoint} is not the checkpoint this bundle was exported from (sha256 differs);"
                              f" pass the right one with --weights")
-    head = bundle.manifest["output"].get("kind", "logits")
-    return TorchRunner(model["name"], int(model["num_classes"]), checkpoint, head, device)
+    return TorchRunner(model.name, model.num_classes, checkpoint, bundle.manifest.output_kind, device)

@@ -1,4 +1,6 @@
-"""TensorRT backend: a serialized engine run with the name-based I/O API (``execute_async_v3``).
+"""TensorRT backend: a serialized engine run with the name-based I/O API (``execute_async_v3``), whether TensorRT is
+usable here (:func:`tensorrt_missing_reason`) and whether a bundle's engine fits this machine
+(:func:`check_engine_stamp`). Building engines is :mod:`rtseg.export.engine_build`.
 
 Device buffers are allocated once per input shape and reused; the output stays on the GPU for the upsample+argmax
 kernel (device path) or is copied back once (host path, used by export's verification). Memory, the stream and the
@@ -9,6 +11,8 @@ the stream go to TensorRT as plain ints. Written to TensorRT >= 10.12 / 11.x; it
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,70 @@ import numpy as np
 
 from ..errors import RtsegError, missing_dependency
 from .base import Runner, device_index
+
+
+MIN_VERSION = (10, 12)
+
+
+def tensorrt_missing_reason() -> str | None:
+    """None when TensorRT >= 10.12 and a CUDA GPU are usable here, else one line saying why not."""
+    try:
+        import tensorrt as trt
+    except ModuleNotFoundError:
+        return "TensorRT is not installed (pip install 'rtseg[tensorrt]' on a machine with an NVIDIA GPU)"
+    except Exception as exc:  # noqa: BLE001 - a broken install (missing libnvinfer) counts as missing
+        return f"TensorRT cannot be imported ({str(exc).splitlines()[0][:120]})"
+    if version_tuple(trt.__version__) < MIN_VERSION:
+        return f"TensorRT {trt.__version__} is older than 10.12; upgrade with: pip install -U 'tensorrt>=10.12'"
+    from ..cuda.info import gpu_info
+
+    try:
+        gpu_info()
+    except RtsegError as exc:
+        return str(exc)
+    return None
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """"10.12.0.36" -> (10, 12, 0); stops at the first part that is not a plain number ("11.1.0rc1" -> (11, 1))."""
+    parts = []
+    for p in version.split(".")[:3]:
+        if not p.isdigit():
+            break
+        parts.append(int(p))
+    return tuple(parts)
+
+
+@functools.cache
+def tensorrt_logger():
+    """One TensorRT logger for the process: TensorRT keeps a single global logger pointer, so every builder and
+    runtime gets this one, and it lives as long as they do."""
+    import tensorrt as trt
+
+    return trt.Logger(trt.Logger.WARNING)
+
+
+def check_engine_stamp(bundle, root: Path | None = None) -> Path:
+    """The engine's path when it was built for this machine (TensorRT version, GPU compute capability); else one
+    line with the rebuild command. ``bundle`` is a :class:`rtseg.bundle.Bundle`, a bundle folder or its
+    ``rtseg.json``, or a manifest already read (then ``root`` is its folder)."""
+    from ..bundle import Bundle, check_engine_fits, read_document
+    from ..bundle.engine import engine_file
+
+    if isinstance(bundle, Bundle):
+        manifest, root = bundle.manifest, bundle.root
+    elif isinstance(bundle, Mapping):
+        manifest, root = bundle, Path(root or ".")
+    else:
+        root, manifest = read_document(bundle)
+    engine_file(manifest, root)  # no engine: the rebuild command, before asking for TensorRT
+    if (reason := tensorrt_missing_reason()) is not None:
+        raise RtsegError(f"cannot use the engine in {root}: {reason}")
+    import tensorrt as trt
+
+    from ..cuda.info import gpu_info
+
+    return check_engine_fits(manifest, root, trt.__version__, gpu_info())
 
 
 class TensorRTRunner(Runner):
@@ -39,13 +107,12 @@ class TensorRTRunner(Runner):
             from cuda.bindings import runtime as cudart
         except ModuleNotFoundError:
             raise missing_dependency("cuda-python", "tensorrt") from None
-        from ..export.tensorrt import _logger
 
         self._trt, self._cudart = trt, cudart
         _check(cudart.cudaSetDevice(device_index(self.device)))
         if not self.path.is_file():
             raise RtsegError(f"the engine {self.path} is missing; rebuild it with rtseg export")
-        self._runtime = trt.Runtime(_logger())
+        self._runtime = trt.Runtime(tensorrt_logger())
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise RtsegError(f"TensorRT cannot load {self.path} (built by another TensorRT version or for another"

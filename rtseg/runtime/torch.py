@@ -12,16 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RtsegError, missing_dependency
+from ..errors import RtsegError, require
 from .base import Runner
 
 
 def import_torch():
-    try:
-        import torch
-    except ModuleNotFoundError:
-        raise missing_dependency("torch", "export") from None
-    return torch
+    return require("torch", "export")
 
 
 class TorchRunner(Runner):

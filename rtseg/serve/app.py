@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..errors import RtsegError, missing_dependency
+from ..errors import RtsegError, require
 from .codec import DEFAULT_MAX_FRAME
 
 log = logging.getLogger(__name__)
@@ -61,17 +61,14 @@ class Service:
 
 def start(opts: ServeOptions) -> Service:
     """Deploy the bundle's segmenter on ``opts.replicas`` replicas; return once every replica is ready."""
-    from ..export.bundle import read_manifest
+    from ..bundle import read_manifest
 
     _check_options(opts)
+    ray = require("ray", "serve", "ray[serve]")  # the extra first: a bundle is no use without it
+    serve = require("ray.serve", "serve", "ray[serve]")
     read_manifest(opts.bundle)
     bundle = Path(opts.bundle).resolve()
     bundle = bundle if bundle.is_dir() else bundle.parent
-    try:
-        import ray
-        from ray import serve
-    except ImportError:
-        raise missing_dependency("ray[serve]", "serve") from None
     from .deployment import SegmentService
 
     if opts.address:

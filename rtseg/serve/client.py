@@ -26,7 +26,11 @@ from . import codec
 
 
 class RemoteSegmenter:
+    """An ``rtseg serve`` service as a segmenter (:class:`~rtseg.runtime.protocol.SegmenterProtocol`)."""
+
     thread_safe = True  # many streams may share one; the service batches their concurrent requests
+    on_gpu = False  # as far as this process knows: frames are computed elsewhere, the overlay here
+    cpu_threads = None
 
     def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 3, encoding: str = "raw",
                  backoff: float = 0.2):
@@ -44,7 +48,7 @@ class RemoteSegmenter:
         self._lock = threading.Lock()
         self.retried = 0  # requests sent again after a transport error or a 5xx
         self.batch_sizes: dict[int, int] = {}  # batch size the service ran a frame in -> frames
-        self.replicas: dict[str, int] = {}  # replica id -> frames it answered
+        self.replica_frames: dict[str, int] = {}  # replica id -> frames it answered
         status, body, _ = self._request("GET", "/info", retry=True)
         if status != 200:
             raise RtsegError(f"{url} answered {status} to GET /info; is it an rtseg serve service?")
@@ -60,7 +64,7 @@ class RemoteSegmenter:
         return {"backend": f"remote ({d.get('backend', '?')})", "device": d.get("device", "?"),
                 "provider": d.get("provider"), "url": self.url, "why": f"--remote {self.url}"}
 
-    def segment(self, frame: np.ndarray, return_score: bool = False):
+    def segment(self, frame: np.ndarray, return_score: bool = False, overlay: float | None = None):
         from ..runtime.segmenter import SegmentResult, check_frame
 
         if return_score:
@@ -79,9 +83,11 @@ class RemoteSegmenter:
         batch, replica = int(got.get(codec.BATCH_SIZE, 1)), got.get(codec.REPLICA, "?")
         with self._lock:
             self.batch_sizes[batch] = self.batch_sizes.get(batch, 0) + 1
-            self.replicas[replica] = self.replicas.get(replica, 0) + 1
+            self.replica_frames[replica] = self.replica_frames.get(replica, 0) + 1
+        shown = self.overlay(frame, labels, overlay) if overlay is not None else None
         t3 = time.perf_counter()
-        return SegmentResult(labels, {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": t3 - t2})
+        return SegmentResult(labels, {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": t3 - t2},
+                             overlay=shown)
 
     def segment_batch(self, frames: list[np.ndarray], return_score: bool = False) -> list:
         return [self.segment(f, return_score) for f in frames]
@@ -95,6 +101,9 @@ class RemoteSegmenter:
         from ..kernels import colorize
 
         return colorize(labels, self._palette_bgr)
+
+    def replicas(self, count: int, threads: int) -> list:
+        return []  # the service runs its own replicas
 
     def health(self) -> dict:
         """The service's /health answer ({"status": "ok", "replica": ..., "model": ...}) and its HTTP status."""

@@ -22,8 +22,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import RtsegError, missing_dependency
-from ..export.bundle import read_manifest, sha256_file
+from ..errors import RtsegError, require
+from ..bundle import read_manifest
+from ..files import sha256_file
 
 GRAPHS = ("auto", "onnx", "onnx_fp16", "engine")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -122,10 +123,7 @@ def _choose_graph(manifest: dict, graph: str) -> str:
 def _plan_model(manifest: dict, name: str, graph: str, source: Path, onnx_file: Path, opts: RepositoryOptions,
                 version_dir: Path) -> TritonModel:
     """Copy (or batch-enable and write) the graph into ``version_dir``; return what the config must state."""
-    try:
-        import onnx  # noqa: F401 - the I/O shapes are read from the ONNX graph, also for the engine
-    except ImportError:
-        raise missing_dependency("onnx", "triton") from None
+    onnx = require("onnx", "triton")  # the I/O shapes are read from the ONNX graph, also for the engine
     inp, out = manifest["input"], manifest["output"]
     in_dims, out_dims = _graph_dims(onnx_file)
     max_batch, reason = 0, "the bundle's TensorRT engine is built for batch 1"
@@ -180,10 +178,7 @@ def _profile(inp: dict, max_batch: int) -> dict:
 
 def model_config(model: TritonModel):
     """The model's configuration as Triton's ``inference.ModelConfig`` protobuf (from tritonclient)."""
-    try:
-        from tritonclient.grpc import model_config_pb2 as mc
-    except ImportError:
-        raise missing_dependency("tritonclient", "triton") from None
+    mc = require("tritonclient.grpc.model_config_pb2", "triton", "tritonclient")
     config = mc.ModelConfig(name=model.name, platform=model.platform, max_batch_size=model.max_batch_size)
     config.input.add(name=model.input_name, data_type=mc.TYPE_FP32, dims=model.input_dims)
     config.output.add(name=model.output_name, data_type=mc.DataType.Value(model.output_type), dims=model.output_dims)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RtsegError, missing_dependency
+from ..errors import RtsegError, require
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +27,11 @@ URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", 
 
 
 def import_av():
-    try:
-        import av
-    except ImportError:
-        raise missing_dependency("av (PyAV)", "video") from None
-    return av
+    return require("av", "video", "av (PyAV)")
 
 
 def import_cv2():
-    try:
-        import cv2
-    except ImportError:
-        raise missing_dependency("opencv-python-headless", "video") from None
-    return cv2
+    return require("cv2", "video", "opencv-python-headless")
 
 
 class Decoder:

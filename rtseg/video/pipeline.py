@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import RtsegError
+from ..interrupts import GracefulStop
 from .sources import FrameSource, open_source
 from .stats import RunStats, RunSummary
 
@@ -61,7 +62,7 @@ class _Stages:
         self.seg, self.source, self.max_frames = seg, source, max_frames
         # On a GPU the overlay is made on the model's CUDA stream with the labels (one download, no extra pass);
         # on the CPU the consumer thread makes it while the model runs the next frame.
-        self.gpu_overlay = overlay if getattr(getattr(seg, "runner", None), "on_gpu", False) else None
+        self.gpu_overlay = overlay if seg.on_gpu else None
         self.stop_reading = threading.Event()   # graceful: what was read is still segmented and handed out
         self.abort = threading.Event()          # the consumer is gone: stop now
         self.lossless = not source.live
@@ -89,10 +90,8 @@ class _Stages:
         otherwise the Segmenter itself, alone. A segmenter shared by several streams (``thread_safe``, e.g.
         :class:`~rtseg.video.streams.SharedSegmenter`) is left as it is: its copies would be shared too."""
         seg = self.seg
-        runner = getattr(seg, "runner", None)
-        budget = getattr(runner, "threads", None)
-        if (runner is None or runner.on_gpu or getattr(seg, "thread_safe", False) or not hasattr(seg, "replicas")
-                or not budget or budget < 2):
+        budget = seg.cpu_threads
+        if seg.on_gpu or seg.thread_safe or not budget or budget < 2:
             return [seg]
         return seg.replicas(2, budget // 2) or [seg]
 
@@ -258,29 +257,6 @@ def iter_results(seg, source, max_frames: int | None = None, *, live: bool | Non
         src.close()
 
 
-class _SignalStop:
-    """SIGINT/SIGTERM stop reading (first time) and let the run drain and finalise; a second one interrupts."""
-
-    def __init__(self, stages_ref: list, enabled: bool):
-        self.signum: int | None = None
-        self.stages_ref = stages_ref
-        self.previous = {}
-        if enabled and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, _frame) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-        if self.stages_ref:
-            self.stages_ref[0].stop_reading.set()
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
 def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None, alpha: float = 0.5,
                  live: bool | None = None, max_frames: int | None = None, *, show: bool = False,
                  vid_stride: int = 1, colour_masks: bool = False, progress: bool = False,
@@ -309,7 +285,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     src.on_state = on_state
     summary = RunSummary(source=src.name, live=src.live, source_fps=src.fps)
     stages_ref: list = []
-    stop = _SignalStop(stages_ref, handle_signals)
+    stop = GracefulStop(lambda: stages_ref and stages_ref[0].stop_reading.set(), handle_signals)
     run_stats = None
     sinks: list = []
     window = None

@@ -23,22 +23,29 @@ class SharedSegmenter:
 
     A frame waits at most ``wait_ms`` for others to join its batch. One worker thread owns the wrapped
     segmenter (a Segmenter reuses its input buffers, so it must not run two frames at once). ``batch_sizes``
-    counts the batches by size. The wrapped segmenter stays open: its owner closes it.
+    counts the batches by size. The wrapped segmenter stays open: its owner closes it. Implements
+    :class:`~rtseg.runtime.protocol.SegmenterProtocol`: overlays are made on the CPU, after the batch.
     """
 
     thread_safe = True
+    on_gpu = False  # the overlay is made on the caller's side, from the labels
+    cpu_threads = None  # one worker owns the wrapped segmenter: no copies to split frames over
 
     def __init__(self, seg, max_batch: int = 8, wait_ms: float = 2.0):
         self.seg, self.max_batch, self.wait = seg, max(1, max_batch), max(0.0, wait_ms) / 1000.0
+        self.num_classes, self.class_names, self.palette = seg.num_classes, seg.class_names, seg.palette
         self.batch_sizes: collections.Counter = collections.Counter()
         self._queue: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._run, name="rtseg-shared-segmenter", daemon=True)
         self._worker.start()
 
-    def segment(self, frame, return_score: bool = False):
+    def segment(self, frame, return_score: bool = False, overlay: float | None = None):
         done: Future = Future()
         self._queue.put((frame, return_score, done))
-        return done.result()
+        result = done.result()
+        if overlay is not None:
+            result.overlay = self.seg.overlay(frame, result.labels, overlay)
+        return result
 
     def segment_batch(self, frames, return_score: bool = False):
         futures = []
@@ -57,8 +64,17 @@ class SharedSegmenter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def __getattr__(self, name):  # overlay, colorize, palette, class_names, describe, ...: the wrapped segmenter's
-        return getattr(self.seg, name)
+    def overlay(self, frame, labels, alpha: float = 0.5, out=None):
+        return self.seg.overlay(frame, labels, alpha, out=out)
+
+    def colorize(self, labels):
+        return self.seg.colorize(labels)
+
+    def describe(self) -> dict:
+        return self.seg.describe()
+
+    def replicas(self, count: int, threads: int) -> list:
+        return []  # copies of a shared segmenter would be shared too
 
     def _run(self) -> None:
         while True:
@@ -108,7 +124,7 @@ def run_streams(seg, sources: list, outputs: list[dict] | None = None, *, max_ba
     outputs = outputs or [{} for _ in sources]
     if len(outputs) != len(sources):
         raise ValueError("one outputs dict per source")
-    shared = seg if getattr(seg, "thread_safe", False) else SharedSegmenter(seg, max_batch, wait_ms)
+    shared = seg if seg.thread_safe else SharedSegmenter(seg, max_batch, wait_ms)
     summaries: list = [None] * len(sources)
     errors: list = [None] * len(sources)
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from rtseg.cli import main
-from rtseg.export.scenes import synthetic_scenes
+from rtseg.scenes import synthetic_scenes
 from rtseg.runtime import load
 
 SIZES = [(64, 128), (48, 96), (80, 144)]

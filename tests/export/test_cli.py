@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from rtseg.cli import main
-from rtseg.export.bundle import sha256_file
+from rtseg.files import sha256_file
 from rtseg.export.pipeline import ExportOptions, run_export
 from rtseg.export.verify import onnxruntime_runner
 

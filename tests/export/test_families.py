@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from rtseg.export.bundle import sha256_file
+from rtseg.files import sha256_file
 from rtseg.export.pipeline import ExportOptions, run_export
-from rtseg.export.scenes import normalize, synthetic_scenes
+from rtseg.bundle import normalize
+from rtseg.scenes import synthetic_scenes
 from rtseg.export.verify import onnxruntime_runner
 from rtseg.models import create_model
 
@@ -85,7 +86,7 @@ def _agreement(stem, result, model, graph, size, seed=7):
 
 
 def _pre(result):
-    from rtseg.export.scenes import Preprocessing
+    from rtseg.bundle import Preprocessing
 
     i = result.manifest["input"]
     return Preprocessing(tuple(i["mean"]), tuple(i["std"]), i["channel_order"], i["value_scale"])

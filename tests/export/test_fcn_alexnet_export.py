@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from rtseg.cli import main
-from rtseg.export.recipes import default_preprocessing, load_recipe
-from rtseg.export.scenes import Preprocessing, normalize, synthetic_scenes
+from rtseg.export.recipes import load_recipe
+from rtseg.models import default_preprocessing
+from rtseg.bundle import Preprocessing, normalize
+from rtseg.scenes import synthetic_scenes
 from rtseg.export.verify import onnxruntime_runner
 from rtseg.models import create_model, model_info
 

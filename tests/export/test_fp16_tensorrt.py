@@ -14,7 +14,8 @@ from torch import nn
 
 from rtseg.errors import RtsegError
 from rtseg.export.fp16 import ATTEMPTS, available_converters, convert
-from rtseg.export.tensorrt import ProgressBar, check_engine_stamp
+from rtseg.export.engine_build import ProgressBar
+from rtseg.runtime.tensorrt import check_engine_stamp
 from rtseg.export.verify import onnxruntime_runner
 
 
@@ -97,7 +98,8 @@ def test_engine_stamp_without_engine_names_the_rebuild_command(tmp_path):
 @pytest.mark.tensorrt
 def test_tiny_engine_builds_runs_and_checks_its_stamp(overflow_onnx, tmp_path, monkeypatch, capsys):
     from rtseg.cli import main
-    from rtseg.export.tensorrt import GpuInfo, timing_cache_path
+    from rtseg.cuda.info import GpuInfo
+    from rtseg.export.engine_build import timing_cache_path
     from rtseg.runtime.tensorrt import TensorRTRunner as EngineRunner
 
     monkeypatch.setenv("RTSEG_CACHE_DIR", str(tmp_path / "cache"))
@@ -152,9 +154,9 @@ class TwoHeads(nn.Module):
 def test_fixed_size_fp32_engine_with_two_outputs(tmp_path):
     import onnxruntime as ort
 
-    from rtseg.export.tensorrt import build_engine
+    from rtseg.export.engine_build import build_engine
     from rtseg.runtime.tensorrt import TensorRTRunner as EngineRunner
-    from rtseg.export.torch_onnx import Shapes
+    from rtseg.bundle import InputSpec as Shapes
 
     torch.manual_seed(0)
     src = tmp_path / "two.onnx"

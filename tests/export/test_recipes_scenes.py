@@ -9,7 +9,8 @@ import pytest
 
 from rtseg.errors import RtsegError
 from rtseg.export.recipes import load_recipe
-from rtseg.export.scenes import Preprocessing, load_frames, normalize, synthetic_scenes
+from rtseg.bundle import Preprocessing, normalize
+from rtseg.scenes import load_frames, synthetic_scenes
 from rtseg.models import create_model, list_models, model_info
 from rtseg.sizes import parse_range, parse_size
 

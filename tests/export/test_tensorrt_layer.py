@@ -17,21 +17,12 @@ from torch import nn
 
 from rtseg.cli import main
 from rtseg.errors import RtsegError
-from rtseg.export.tensorrt import (
-    GpuInfo,
-    ProgressBar,
-    _version_tuple,
-    check_engine_stamp,
-    default_cache_dir,
-    gpu_info,
-    profile_shapes,
-    rebuild_command,
-    stamp_problems,
-    strongly_typed_flag_needed,
-    tensorrt_missing_reason,
-    timing_cache_path,
-)
-from rtseg.export.torch_onnx import Shapes
+from rtseg.bundle import InputSpec as Shapes
+from rtseg.bundle import rebuild_command, stamp_problems
+from rtseg.cuda.info import GpuInfo, gpu_info
+from rtseg.export.engine_build import ProgressBar, default_cache_dir, profile_shapes, strongly_typed_flag_needed, timing_cache_path
+from rtseg.runtime.tensorrt import check_engine_stamp, tensorrt_missing_reason
+from rtseg.runtime.tensorrt import version_tuple as _version_tuple
 from rtseg.sizes import parse_range, parse_size
 
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
@@ -151,9 +142,8 @@ def test_engine_stamp_of_a_bundle_with_an_engine_on_a_machine_without_tensorrt(t
     with pytest.raises(RtsegError, match=f"cannot use the engine in {tmp_path}: ") as info:
         check_engine_stamp(tmp_path / "rtseg.json")
     assert str(info.value).endswith(tensorrt_missing_reason()) and "\n" not in str(info.value)
-    manifest["_dir"] = str(tmp_path)
     with pytest.raises(RtsegError, match="cannot use the engine"):
-        check_engine_stamp(manifest)  # an already-read manifest
+        check_engine_stamp(manifest, tmp_path)  # an already-read manifest and its folder
 
 
 def test_reasons_are_one_line_here():

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from rtseg.cli import main
-from rtseg.export.bundle import sha256_file
+from rtseg.files import sha256_file
 from rtseg.export.options import ExportOptions
 from rtseg.export.pipeline import run_export
-from rtseg.export.scenes import synthetic_scenes
+from rtseg.scenes import synthetic_scenes
 from rtseg.export.verify import (
     build_reference,
     compare,

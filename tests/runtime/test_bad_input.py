@@ -85,7 +85,7 @@ def test_input_size_outside_the_profile(small_bundle):
 
 
 def test_tensorrt_without_tensorrt(small_bundle):
-    from rtseg.export.tensorrt import tensorrt_missing_reason
+    from rtseg.runtime.tensorrt import tensorrt_missing_reason
 
     if tensorrt_missing_reason() is None:
         pytest.skip("TensorRT is usable here")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtseg.export.scenes import synthetic_scenes
+from rtseg.scenes import synthetic_scenes
 from rtseg.runtime import load
 
 pytestmark = pytest.mark.gpu

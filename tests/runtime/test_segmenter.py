@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtseg.errors import RtsegError
-from rtseg.export.scenes import synthetic_scenes
+from rtseg.scenes import synthetic_scenes
 from rtseg.runtime import InputSpec, load
 
 

@@ -17,7 +17,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray[serve] is not installed (pip install 'rtseg[serve]')")
 
 from rtseg.errors import RtsegError  # noqa: E402
-from rtseg.export.scenes import synthetic_scenes  # noqa: E402
+from rtseg.scenes import synthetic_scenes  # noqa: E402
 from rtseg.runtime import load  # noqa: E402
 from rtseg.serve.app import ServeOptions, start  # noqa: E402
 from rtseg.serve.client import RemoteSegmenter  # noqa: E402
@@ -195,7 +195,7 @@ def test_replica_killed_mid_run_loses_no_frame(service, local, streams, record_p
         names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                  if a["name"].startswith("SERVE_REPLICA")]
         assert len(names) == 2, names
-        served = dict(remote.replicas)
+        served = dict(remote.replica_frames)
         ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
         killed.append((names[0], sum(len(r) for r in results), served))
 
@@ -211,7 +211,7 @@ def test_replica_killed_mid_run_loses_no_frame(service, local, streams, record_p
         assert all(np.array_equal(lab, local.segment(f).labels) for f, lab in zip(frames, results[k])), k
     record_property("retried_requests", remote.retried)
     print(f"replica {replica_id} killed after {done_at_kill} frames; {remote.retried} requests sent again;"
-          f" answers per replica {remote.replicas}")
+          f" answers per replica {remote.replica_frames}")
     record_property("killed_after_frames", done_at_kill)
     # Serve replaces the replica
     deadline = time.monotonic() + 60

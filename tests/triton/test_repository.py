@@ -142,7 +142,7 @@ def test_engine_bundle_is_a_tensorrt_plan(fast_scnn_bundle, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(fast_scnn_bundle, bundle)
     (bundle / "model.engine").write_bytes(b"engine bytes")
-    from rtseg.export.bundle import sha256_file
+    from rtseg.files import sha256_file
 
     manifest = json.loads((bundle / "rtseg.json").read_text())
     manifest["artifacts"]["engine"] = {"file": "model.engine", "sha256": sha256_file(bundle / "model.engine")}

@@ -1,4 +1,4 @@
-"""A thin TensorRT layer: build a strongly typed engine from the FP16 ONNX graph, run it, and check its stamp.
+"""Building a TensorRT engine: a strongly typed engine from the FP16 ONNX graph, with its build stamp.
 
 Written to the TensorRT >= 10.12 / 11.x Python API (checked against NVIDIA/TensorRT's Python bindings and headers
 of 10.12 and 11.1). The network is strongly typed, so every layer runs in the type the ONNX graph gives it: on 10.x
@@ -6,15 +6,15 @@ through the ``STRONGLY_TYPED`` creation flag; on 11.x every network is strongly 
 ignored, so none is passed. There is no ``BuilderFlag.FP16`` (removed in 11.x) and no ``EXPLICIT_BATCH``. Dynamic
 H x W gets one optimisation profile (min/opt/max). The timing cache persists in the user's cache directory, per
 TensorRT version and GPU, so rebuilds are fast. The builder's progress is shown as a bar on stderr through an
-``IProgressMonitor``. Inference uses the name-based I/O API (``set_input_shape``, ``set_tensor_address``,
-``execute_async_v3``) lives in :mod:`rtseg.runtime.tensorrt`.
+``IProgressMonitor``. Running an engine (the name-based I/O API: ``set_input_shape``, ``set_tensor_address``,
+``execute_async_v3``), whether TensorRT is usable here and whether an engine's stamp fits this machine live in
+:mod:`rtseg.runtime.tensorrt`.
 
 ``tensorrt`` and ``cuda-python`` are imported only inside the functions that need them.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import sys
 import threading
@@ -23,40 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from ..cuda.info import GpuInfo as GpuInfo
-from ..cuda.info import gpu_info as gpu_info
+from ..cuda.info import GpuInfo, gpu_info
 from ..errors import RtsegError
-from .bundle import ENGINE_FILE, atomic_path, read_manifest
-
-MIN_VERSION = (10, 12)
-
-
-def tensorrt_missing_reason() -> str | None:
-    """None when TensorRT >= 10.12 and a CUDA GPU are usable here, else one line saying why not."""
-    try:
-        import tensorrt as trt
-    except ModuleNotFoundError:
-        return "TensorRT is not installed (pip install 'rtseg[tensorrt]' on a machine with an NVIDIA GPU)"
-    except Exception as exc:  # noqa: BLE001 - a broken install (missing libnvinfer) counts as missing
-        return f"TensorRT cannot be imported ({str(exc).splitlines()[0][:120]})"
-    if _version_tuple(trt.__version__) < MIN_VERSION:
-        return f"TensorRT {trt.__version__} is older than 10.12; upgrade with: pip install -U 'tensorrt>=10.12'"
-    try:
-        gpu_info()
-    except RtsegError as exc:
-        return str(exc)
-    return None
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    """"10.12.0.36" -> (10, 12, 0); stops at the first part that is not a plain number ("11.1.0rc1" -> (11, 1))."""
-    parts = []
-    for p in version.split(".")[:3]:
-        if not p.isdigit():
-            break
-        parts.append(int(p))
-    return tuple(parts)
-
+from ..files import atomic_path
+from ..runtime.tensorrt import tensorrt_logger, version_tuple
 
 def strongly_typed_flag_needed(version: str) -> bool:
     """True on TensorRT 10.x, where a network is strongly typed only when created with ``STRONGLY_TYPED``.
@@ -65,16 +35,7 @@ def strongly_typed_flag_needed(version: str) -> bool:
     passed: the enum value may go in a later release. Its numeric value also moved (1 on 10.x, 0 on 11.x), which is
     why it is always looked up by name.
     """
-    return _version_tuple(version) < (11,)
-
-
-@functools.cache
-def _logger():
-    """One TensorRT logger for the process: TensorRT keeps a single global logger pointer, so every builder and
-    runtime gets this one, and it lives as long as they do."""
-    import tensorrt as trt
-
-    return trt.Logger(trt.Logger.WARNING)
+    return version_tuple(version) < (11,)
 
 
 def default_cache_dir() -> Path:
@@ -97,7 +58,7 @@ def timing_cache_path(trt_version: str, gpu: GpuInfo, cache_dir: Path | None = N
 def profile_shapes(dims: Sequence[int], shapes) -> tuple[tuple[int, ...], ...] | None:
     """(min, opt, max) shapes for an NCHW network input with dimensions ``dims`` (-1 where dynamic).
 
-    ``shapes`` is a :class:`~rtseg.export.torch_onnx.Shapes`; a static one gives min = opt = max. A dynamic batch
+    ``shapes`` is a :class:`~rtseg.bundle.InputSpec`; a static one gives min = opt = max. A dynamic batch
     axis gets 1 and a dynamic channel axis 3; a fixed axis keeps the graph's size, and a fixed H or W that is not the
     requested size is an error. None when every dimension is fixed: TensorRT needs no profile then.
     """
@@ -195,12 +156,12 @@ def build_engine(onnx_path: Path, engine_path: Path, input_name: str, shapes, wo
                  cache_dir: Path | None = None, progress: bool = True) -> dict:
     """Build a strongly typed engine from ``onnx_path`` into ``engine_path`` (atomically); return its stamp.
 
-    ``shapes`` is a :class:`~rtseg.export.torch_onnx.Shapes`: one optimisation profile over min/opt/max (H, W).
+    ``shapes`` is a :class:`~rtseg.bundle.InputSpec`: one optimisation profile over min/opt/max (H, W).
     """
     import tensorrt as trt
 
     gpu = gpu_info()
-    logger = _logger()
+    logger = tensorrt_logger()
     builder = trt.Builder(logger)
     flags = 0
     if strongly_typed_flag_needed(trt.__version__):
@@ -275,52 +236,3 @@ def _save_timing_cache(cache, cache_file: Path) -> None:
             tmp.write_bytes(memoryview(data))
     except OSError:
         pass  # a read-only cache directory only costs time on the next build
-
-
-def stamp_problems(build: dict, trt_version: str, here: GpuInfo) -> list[str]:
-    """How a bundle's build stamp (TensorRT version, compute capability) differs from this machine; empty if fits.
-
-    TensorRT engines run only under the exact TensorRT version that built them and on the GPU architecture they
-    were built for, so both must match exactly.
-    """
-    problems = []
-    if build.get("tensorrt") != trt_version:
-        problems.append(f"TensorRT {build.get('tensorrt')} (this machine has {trt_version})")
-    if build.get("compute_capability") != here.compute_capability:
-        problems.append(f"compute capability {build.get('compute_capability')} ({build.get('gpu')}; this machine"
-                        f" has {here.compute_capability}, {here.name})")
-    return problems
-
-
-def rebuild_command(manifest: dict, root: Path) -> str:
-    """The command that rebuilds the bundle here: the one recorded in the manifest, forced."""
-    rebuild = (manifest.get("build") or {}).get("command") or f"rtseg export ... --out {root}"
-    return rebuild if "--force" in rebuild.split() else f"{rebuild} --force"
-
-
-def check_engine_stamp(bundle) -> Path:
-    """Check that a bundle's engine was built for this machine (TensorRT version, GPU compute capability).
-
-    Returns the engine path; raises :class:`RtsegError` with the rebuild command when it does not fit.
-    ``bundle`` is the bundle directory, its ``rtseg.json`` path, or an already-read manifest dict.
-    """
-    if isinstance(bundle, dict):
-        manifest, root = bundle, Path(bundle.get("_dir", "."))
-    else:
-        manifest = read_manifest(bundle)
-        root = Path(bundle) if Path(bundle).is_dir() else Path(bundle).parent
-    rebuild = rebuild_command(manifest, root)
-    engine = (manifest.get("artifacts") or {}).get("engine")
-    if not engine:
-        raise RtsegError(f"the bundle {root} has no TensorRT engine; build one on this machine with: {rebuild}")
-    if (reason := tensorrt_missing_reason()) is not None:
-        raise RtsegError(f"cannot use the engine in {root}: {reason}")
-    import tensorrt as trt
-
-    problems = stamp_problems(manifest.get("build") or {}, trt.__version__, gpu_info())
-    if problems:
-        raise RtsegError(f"the engine in {root} was built for {' and '.join(problems)}; rebuild it with: {rebuild}")
-    path = root / engine.get("file", ENGINE_FILE)
-    if not path.is_file():
-        raise RtsegError(f"the engine file {path} is missing; rebuild it with: {rebuild}")
-    return path

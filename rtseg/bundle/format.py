@@ -1,0 +1,18 @@
+"""The bundle folder's names and version: what every reader and writer of a bundle agrees on.
+
+A bundle is a folder: ``rtseg.json`` (the manifest, written last and only when every verification gate passed),
+the graphs it names with their sha256, and rtseg's bookkeeping files (dot-files, safe to delete). A folder whose
+verification failed holds ``rtseg.failed.json`` instead of ``rtseg.json``. See docs/bundle-format.md.
+"""
+
+FORMAT_VERSION = 1  # bumped when a reader of the previous version would misread a new manifest
+MANIFEST = "rtseg.json"
+FAILED_MANIFEST = "rtseg.failed.json"
+STEPS = ".rtseg-steps.json"  # finished export steps and their keys, for reuse on a re-run
+VERIFIED_CACHE = ".rtseg-verified.json"  # artifact hashes already checked, keyed by file identity
+
+ONNX_FILE = "model.onnx"
+FP16_FILE = "model.fp16.onnx"
+ENGINE_FILE = "model.engine"
+#: artifact key in the manifest -> its file name
+ARTIFACT_FILES = {"onnx": ONNX_FILE, "onnx_fp16": FP16_FILE, "engine": ENGINE_FILE}
