@@ -22,7 +22,7 @@ _COMMANDS = {
     "export": ("rtseg.export.cli", "checkpoint or ONNX -> verified ONNX, FP16 ONNX and TensorRT engine bundle"),
     "run": ("rtseg.video.cli", "segment a video file, images, a webcam or an RTSP/HTTP stream into a window, "
                                "an mp4, mask PNGs or a browser view"),
-    "info": ("rtseg.runtime.cli", "what a bundle holds, whether it verifies here, and which backend would run it"),
+    "info": ("rtseg.runtime.info", "what a bundle holds, whether it verifies here, and which backend would run it"),
     "serve": ("rtseg.serve.cli", "serve a bundle over HTTP on Ray Serve: replicas, batching across clients"),
     "triton": ("rtseg.triton.cli", "write a bundle as a Triton Inference Server model repository"),
     "bench": ("rtseg.bench.cli", "latency and throughput: model only, with transfers, end to end on a video"),
