@@ -90,3 +90,12 @@ def cache_dir(*parts: str) -> Path:
 
         base = platformdirs.user_cache_dir("rtseg", appauthor=False)
     return Path(base, *parts)
+
+
+def next_run_dir(command: str, root: str | os.PathLike = "runs") -> Path:
+    """``runs/<command>/<N>``, N one more than the largest number already there (1 for the first run), as
+    Ultralytics numbers its ``runs/`` folders; not created (the command creates it once it has something to
+    write)."""
+    base = Path(root) / command
+    taken = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()] if base.is_dir() else []
+    return base / str(max(taken, default=0) + 1)
