@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rtseg: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`rtseg info b | head`): stop quietly, as other CLIs do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+        return 141
 
 
 def _main(argv: list[str] | None) -> int:
