@@ -14,5 +14,8 @@ VERIFIED_CACHE = ".rtseg-verified.json"  # artifact hashes already checked, keye
 ONNX_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
 ENGINE_FILE = "model.engine"
+INT8_FILE = "model.int8.onnx"  # U8S8 per-channel QDQ: ONNX Runtime's (and OpenVINO's) INT8 graph on the CPU
+INT8_S8S8_FILE = "model.int8.s8s8.onnx"  # symmetric S8S8 QDQ: the form TensorRT builds INT8 engines from
 #: artifact key in the manifest -> its file name
-ARTIFACT_FILES = {"onnx": ONNX_FILE, "onnx_fp16": FP16_FILE, "engine": ENGINE_FILE}
+ARTIFACT_FILES = {"onnx": ONNX_FILE, "onnx_fp16": FP16_FILE, "engine": ENGINE_FILE, "onnx_int8": INT8_FILE,
+                  "onnx_int8_s8s8": INT8_S8S8_FILE}

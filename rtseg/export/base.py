@@ -27,7 +27,7 @@ from .torch_onnx import OPSET
 
 log = logging.getLogger(__name__)
 
-_VERIFIED = ("onnx", "onnx_fp16", "engine")
+_VERIFIED = ("onnx", "onnx_fp16", "onnx_int8", "onnx_int8_s8s8", "openvino_bf16", "engine")
 
 
 @dataclass
@@ -61,6 +61,10 @@ class Export:
             if not existed:
                 remove_if_empty(self.out)
             raise
+        if self.opts.precision in ("int8", "bf16"):
+            from .reduced import check_frames
+
+            check_frames(self)  # two disjoint frame sets of the input's shape, their labels: now, not later
 
     def _build(self, t0: float) -> ExportResult:
         self.say(f"rtseg export: {self.title} ({self.num_classes} classes) at {_size_text(self.shapes)}"
@@ -87,6 +91,12 @@ class Export:
             self.steps.forget("engine")
             engine, build_stamp = None, {}
             verification["engine"] = self._skip("engine", ENGINE_FILE, "an earlier gate failed")
+        self.reduced = {}
+        if self.opts.precision in ("int8", "bf16"):  # INT8 graphs (ORT/OpenVINO CPU, TensorRT) or OpenVINO BF16
+            from .reduced import reduced_step
+
+            self.reduced, reports = reduced_step(self, onnx_path, verification["onnx"].get("passed", True))
+            verification.update(reports)
         self.frames = self.reference = None  # verification is over: its frames and outputs can go
 
         failed = [k for k in _VERIFIED if not verification.get(k, {}).get("passed", True)]
@@ -101,6 +111,7 @@ class Export:
             self.say(f"verification FAILED for {', '.join(failed)}: artifacts and report kept in {self.out}"
                      f" ({FAILED_MANIFEST}); no {MANIFEST} was written ({took:.1f} s)")
         return ExportResult(self.out, manifest, passed, path)
+        manifest.artifacts.update(self.reduced)  # the INT8 graphs, named only in bundles that have them
 
     def _skip(self, name: str, file: str, why: str) -> dict:
         self.say(f"  {name:<10} {file:<16} skipped: {why}")
@@ -124,7 +135,8 @@ class Export:
 
     def frame_counts(self) -> dict[tuple[int, int], int]:
         """(H, W) -> how many frames: ``calib_frames`` at the opt size, one at min and max."""
-        sizes = {self.shapes.opt: max(1, self.opts.calib_frames)}
+        held_out = self.opts.gate_frames if self.opts.precision in ("int8", "bf16") else 0
+        sizes = {self.shapes.opt: max(1, self.opts.calib_frames) + held_out}  # + the reduced gate's own frames
         if self.shapes.dynamic:
             sizes.update({s: 1 for s in (self.shapes.min, self.shapes.max) if s != self.shapes.opt})
         return sizes

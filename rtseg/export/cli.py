@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if spec.switch:
             groups[spec.group].add_argument(spec.flag, dest=f.name, action="store_true", default=None, help=spec.help)
         else:
-            groups[spec.group].add_argument(spec.flag, dest=f.name, metavar=spec.metavar, help=spec.help)
+            groups[spec.group].add_argument(spec.flag, dest=f.name, metavar=spec.metavar, help=spec.help,
+                                            **({"nargs": spec.nargs} if spec.nargs else {}))
 
 
 def options_from_args(args):

@@ -86,6 +86,15 @@ def _read_path(value, flag: str) -> Path:
     return Path(_read_text(value, flag))
 
 
+def _read_names(value, flag: str) -> tuple[str, ...]:
+    """One or more names: a list (a recipe, or a flag given several values) or comma-separated text."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    names = tuple(n.strip() for item in items for n in _read_text(item, flag).split(",") if n.strip())
+    if not names:
+        raise RtsegError(f"{flag} {value!r}: expected one or more names")
+    return names
+
+
 def _read_switch(value, flag: str) -> bool:
     if not isinstance(value, bool):
         raise RtsegError(f"{flag} {value!r}: expected true or false")
@@ -132,6 +141,7 @@ class ExportOptions:
 
     ``mean``/``std``/``channel_order``/``value_scale`` left as None take the model's own normalisation.
     """
+    nargs: str | None = None  # "+": the flag takes one or more values (a recipe: a list)
 
     model: str | None = field(default=None, metadata=_cli(Flag(
         "--model", "source", "a model of the zoo (see 'rtseg models')", recipe=("model", "name"), metavar="NAME")))
@@ -174,8 +184,9 @@ class ExportOptions:
         metavar="{logits,labels}")))
     precision: str = field(default="fp16", metadata=_cli(Flag(
         "--precision", "output", "engine precision (default fp16: a mixed-precision FP16 graph and a strongly typed"
-        " engine built from it)", _reader_choice("fp16", "fp32"), recipe=("export", "precision"),
-        metavar="{fp16,fp32}")))
+        " engine built from it; int8: a quantized INT8 graph for the CPU, gated on held-out frames; bf16: the FP32"
+        " graph run in BF16 by OpenVINO, gated the same way)", _reader_choice("fp16", "fp32", "int8", "bf16"),
+        recipe=("export", "precision"), metavar="{fp16,fp32,int8,bf16}")))
     align_corners: bool = field(default=False, metadata=_cli(Flag(
         "--align-corners", "output", "with --onnx: the owed bilinear upsample uses align_corners=True", _read_switch,
         recipe=("export", "align_corners"), switch=True)))
@@ -209,6 +220,35 @@ class ExportOptions:
         "--require-engine", "verification and build", "fail instead of skipping the engine step where TensorRT or"
         " a GPU is missing", _read_switch, recipe=("export", "require_engine"), switch=True)))
     force: bool = field(default=False, metadata=_cli(Flag(
+    calib_labels: Path | None = field(default=None, metadata=_cli(Flag(
+        "--calib-labels", "verification and build", "with --precision int8/bf16: a folder of label PNGs for the"
+        " --calib frames (<frame index:06d>.png of a video, <image stem>.png of images); the gate then checks mIoU",
+        _read_path, _show_path, ("export", "calib_labels"), "DIR")))
+    gate_frames: int = field(default=4, metadata=_cli(Flag(
+        "--gate-frames", "verification and build", "with --precision int8/bf16: frames held out from calibration"
+        " for the reduced-precision gate, taken from the same source between the calibration frames (default 4)",
+        _reader_number(int, 1, MAX_CALIB_FRAMES), recipe=("export", "gate_frames"), metavar="N")))
+    gate_int8: float = field(default=0.985, metadata=_cli(Flag(
+        "--gate-int8", "verification and build", "min mean agreement of the INT8 (or BF16) graph with the FP32"
+        " graph on the held-out frames (default 0.985)", _GATE, repr, ("export", "gate_int8"), "FRACTION")))
+    gate_int8_worst: float = field(default=0.97, metadata=_cli(Flag(
+        "--gate-int8-worst", "verification and build", "min agreement of its worst held-out frame (default 0.97)",
+        _GATE, repr, ("export", "gate_int8_worst"), "FRACTION")))
+    gate_int8_miou: float = field(default=0.5, metadata=_cli(Flag(
+        "--gate-int8-miou", "verification and build", "max mIoU drop in points against the FP32 graph where"
+        " --calib-labels are given (default 0.5)", _reader_number(float, 0.0, 100.0), repr,
+        ("export", "gate_int8_miou"), "POINTS")))
+    int8_keep_fp32: tuple[str, ...] | None = field(default=None, metadata=_cli(Flag(
+        "--int8-keep-fp32", "verification and build", "ONNX node names (e.g. the last classifier conv) to keep in"
+        " FP32 in the INT8 graph", _read_names, ",".join, ("export", "int8_keep_fp32"), "NODE", nargs="+")))
+    int8_fallback: int = field(default=8, metadata=_cli(Flag(
+        "--int8-fallback", "verification and build", "while the INT8 gate fails, return up to N most sensitive convs"
+        " to FP32 (1, 2, 4, ... at a time; default 8, 0: off)", _reader_number(int, 0, 1000),
+        recipe=("export", "int8_fallback"), metavar="N")))
+    int8_tensorrt: bool = field(default=False, metadata=_cli(Flag(
+        "--int8-tensorrt", "verification and build", "with --precision int8: also write the symmetric S8S8 QDQ"
+        " graph TensorRT builds INT8 engines from (model.int8.s8s8.onnx)", _read_switch,
+        recipe=("export", "int8_tensorrt"), switch=True)))
         "--force", "verification and build", "redo every step even if its inputs are unchanged", _read_switch,
         switch=True, rebuild=False)))
     command: str = ""  # the rebuild command written into the manifest (set by the CLI)
