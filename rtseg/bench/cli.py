@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                     " c (end to end); default a,b,c")
     p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime, PyTorch and rtseg's kernels"
                                                " (default: the cores this process may use)")
+    p.add_argument("--batch", metavar="N,N,...", help="instead of the tiers: per-frame latency and throughput of"
+                                                      " segment_batch at these batch sizes, e.g. 1,2,4,8")
     p.add_argument("--no-naive", action="store_true", help="leave out the naive PyTorch baseline row")
     p.add_argument("--out", default="bench_out", help="folder for bench.json, bench.csv and the plots"
                                                       " (default: bench_out)")
@@ -69,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     if not tiers or any(t not in ALL_TIERS for t in tiers):
         raise RtsegError(f"--tiers {args.tiers!r}: use a comma-separated subset of a, b, c")
     backends, sizes = _backends(args.backend), _sizes(args.size)
+    batches = None
+    if getattr(args, "batch", None) is not None:
+        from ..runtime.batch import read_batch_sizes
+
+        batches = read_batch_sizes(args.batch)
     for bundle in args.bundles:
         if not (Path(bundle) / "rtseg.json").is_file():
             raise RtsegError(f"{bundle} is not an rtseg bundle (no rtseg.json); make one with: rtseg export ..."
@@ -84,7 +91,32 @@ def run(args: argparse.Namespace) -> int:
             length = args.warmup + args.frames if "c" in tiers else min(args.warmup + args.frames, 64)
             source = str(synthetic_video(Path(tmp) / "synthetic.mp4", parse_size(args.frame_size, "--frame-size"),
                                          length))
+        if batches:
+            return _bench_batches(args, backends, sizes, batches, source, out)
         return _bench(args, backends, sizes, tiers, source, out)
+
+
+def _bench_batches(args, backends, sizes, batches: list[int], source: str, out: Path) -> int:
+    from ..files import write_json
+    from ..machine import describe_machine, machine_stamp
+    from .batches import batch_markdown, batch_rows
+
+    frames = host_frames(source, max(batches))
+    table = []
+    for bundle in args.bundles:
+        for size in sizes:
+            for backend in backends:
+                with _load(bundle, backend, args.device, args.precision, size) as seg:
+                    table += batch_rows(seg, Path(bundle).resolve().name, seg.describe().get("backend", backend),
+                                        frames, batches, args.frames, args.warmup)
+    stamp = machine_stamp()
+    print(batch_markdown(table))
+    print(f"\nmachine: {describe_machine(stamp)}")
+    path = out / "bench_batches.json"
+    write_json(path, {"command": "rtseg bench " + " ".join(sys.argv[2:]), "machine": stamp, "rows": table,
+                      "frame_size": list(frames[0].shape[:2])})
+    print(f"wrote {path}")
+    return 0
 
 
 @contextmanager

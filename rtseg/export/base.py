@@ -268,7 +268,7 @@ class Export:
                  "onnxslim": self.tools["onnxslim"], "modelopt": self.tools["nvidia-modelopt"],
                  "tensorrt": stamp.get("tensorrt"), "gpu": stamp.get("gpu"),
                  "compute_capability": stamp.get("compute_capability"), "opset": OPSET,
-                 "command": self.opts.command or None}
+                 "command": self.opts.command or None, "max_batch": self.opts.max_batch}
         model = ModelMeta(self.model_name, self.family, self.num_classes, names, palette, self.source_info)
         inputs = InputSpec(self.shapes.opt, self.shapes.min, self.shapes.max, self.size_multiple)
         return Manifest(model=model, input_name=self.input_name, inputs=inputs, preprocessing=self.pre,

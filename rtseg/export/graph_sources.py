@@ -60,7 +60,7 @@ class FromTorch(Export):
                             "weights_sha256": weights_sha if opts.weights else None,
                             "output_stride": info.output_stride}
         self.onnx_key = hash_key("onnx", info.name, self.num_classes, weights_sha, self.shapes.as_dict(),
-                                   opts.head, OPSET, opts.exporter, tool_versions())
+                                   opts.head, OPSET, opts.exporter, opts.max_batch, tool_versions())
         self.title = info.name
 
     def _checkpoint_pre(self) -> Preprocessing | None:
@@ -88,7 +88,7 @@ class FromTorch(Export):
             self._release_model()
             return
         export_torch(self.model, path, self.shapes, self.opts.head, OPSET, self.opts.exporter,
-                     release=self._release_model)
+                     release=self._release_model, max_batch=self.opts.max_batch)
         self.steps.finish("onnx", self.onnx_key, [path])
         self._onnx_note = f"{time.perf_counter() - t:.1f} s"
 
@@ -157,11 +157,13 @@ class BringYourOwn(Export):
         self.title = src.name
 
     def fp32_graph(self, path: Path) -> None:
-        from .torch_onnx import import_onnx
+        from .torch_onnx import add_batch_axis, import_onnx
 
-        key = hash_key("onnx-import", self.src_sha, OPSET, self.tools)
+        key = hash_key("onnx-import", self.src_sha, OPSET, self.opts.max_batch, self.tools)
         if self.opts.force or not self.steps.reusable("onnx", key, [path]):
             import_onnx(Path(self.opts.onnx), path, self.shapes.opt)
+            if self.opts.max_batch > 1:
+                add_batch_axis(path, self.shapes.opt, self.opts.max_batch)
             self.steps.finish("onnx", key, [path])
 
     def make_reference(self, onnx_path: Path):

@@ -182,6 +182,10 @@ class ExportOptions:
         "--head", "output", "logits: stop before the final upsample (default; the runtime fuses upsample+argmax);"
         " labels: upsample and argmax in the graph", _reader_choice("logits", "labels"), recipe=("export", "head"),
         metavar="{logits,labels}")))
+    max_batch: int = field(default=1, metadata=_cli(Flag(
+        "--max-batch", "output", "graphs with a batch axis taking up to N frames in one inference (default 1); checked"
+        " by running a batch against the frames alone", _reader_number(int, 1, 1024), recipe=("export", "max_batch"),
+        metavar="N")))
     precision: str = field(default="fp16", metadata=_cli(Flag(
         "--precision", "output", "engine precision (default fp16: a mixed-precision FP16 graph and a strongly typed"
         " engine built from it; int8: a quantized INT8 graph for the CPU, gated on held-out frames; bf16: the FP32"

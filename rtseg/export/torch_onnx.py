@@ -55,7 +55,7 @@ def graph_module(model, head: str):
 
 
 def export_torch(model, path: Path, shapes: InputSpec, head: str, opset: int = OPSET, exporter: str = "torchscript",
-                 release: Callable[[], None] | None = None) -> None:
+                 release: Callable[[], None] | None = None, max_batch: int = 1) -> None:
     """Export ``model`` to ``path`` atomically, then check, shape-infer and (safely) simplify it.
 
     ``release()`` is called once the model is no longer needed, before the ONNX-side work: a caller that drops its
@@ -92,6 +92,23 @@ def export_torch(model, path: Path, shapes: InputSpec, head: str, opset: int = O
         if release is not None:
             release()
         finalize_graph(tmp, size)
+        if max_batch > 1:
+            add_batch_axis(tmp, size, max_batch)
+
+
+def add_batch_axis(path: Path, size: tuple[int, int], max_batch: int) -> None:
+    """Give the graph at ``path`` a symbolic batch axis in place (``--max-batch``), with the Triton writer's rewrite,
+    kept only when a batch run through ONNX Runtime equals its frames run alone (else one line, nothing written)."""
+    import onnx
+
+    from ..triton.batch_axis import batched_graph, check_batched
+
+    batched = batched_graph(path)
+    why = check_batched(path, batched, tuple(size), batch=min(3, max_batch))
+    if why:
+        raise RtsegError(f"--max-batch {max_batch}: this graph cannot take batches ({why}); export it without"
+                         f" --max-batch")
+    onnx.save(batched, str(path))
 
 
 def _export_dynamo(module, x, tmp: Path, shapes: InputSpec, output: str, opset: int) -> None:

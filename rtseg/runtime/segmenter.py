@@ -128,8 +128,12 @@ class Segmenter:
         return SegmentResult(labels, timings, None, self.input_size_for(frame.shape[:2]), shown)
 
     def segment_batch(self, frames: list[np.ndarray], return_score: bool = False) -> list[SegmentResult]:
-        """Several frames. The exported graphs take batch 1, so each frame is one inference call."""
-        return [self.segment(f, return_score) for f in frames]
+        """Several frames as one inference where the graph has a batch axis (``rtseg export --max-batch N``, or
+        PyTorch), one call per frame where it takes batch 1; labels equal to :meth:`segment`'s (see
+        :mod:`rtseg.runtime.batch`)."""
+        from .batch import segment_batch
+
+        return segment_batch(self, frames, return_score)
 
     def overlay(self, frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5, out: np.ndarray | None = None):
         """The frame with the class colours blended in (BGR uint8, the frame's size)."""
