@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
+        p.set_defaults(_module=module, _parser=p)
         _add_arguments(module, p)
     return parser
 
@@ -72,7 +72,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # A positional after an option (rtseg run BUNDLE --quiet video.mp4) joins the command's positionals;
+        # anything else is the command's mistake, pointed at its own --help.
+        sub = getattr(args, "_parser", parser)
+        if hasattr(args, "paths") and not any(e.startswith("-") for e in extra):
+            args.paths = [*args.paths, *extra]
+        else:
+            sub.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.command:

@@ -122,6 +122,7 @@ def export_bundle(folder: Path, weights: Path, calib: Path, say) -> Path:
             same = False
         if same:
             say(f"  bundle     {folder}  reused")
+            record_trained_classes(folder)
             return folder
     from ..export.pipeline import ExportOptions, run_export
 
@@ -132,7 +133,22 @@ def export_bundle(folder: Path, weights: Path, calib: Path, say) -> Path:
     result = run_export(opts, say=lambda line: say("  " + line))
     if not result.passed:
         raise RtsegError(f"the demo bundle failed verification; see {folder / FAILED_MANIFEST}")
+    record_trained_classes(folder)
     return folder
+
+
+def record_trained_classes(folder: Path) -> None:
+    """The classes the street model was trained on (7 of its 19 outputs) as ``model.source.classes_trained``, so
+    legends, the browser view and eval list those, not every Cityscapes class."""
+    from ..bundle import MANIFEST
+    from ..files import write_json
+    from .world import CLASSES
+
+    doc = json.loads((folder / MANIFEST).read_text())
+    trained = [CLASSES[i] for i in sorted(CLASSES)]
+    if doc["model"].get("source", {}).get("classes_trained") != trained:
+        doc["model"].setdefault("source", {})["classes_trained"] = trained
+        write_json(folder / MANIFEST, doc)
 
 
 def score_masks(masks: Path, labels: Path, num_classes: int, class_names: list[str]) -> dict:

@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import RtsegError
 from ..interrupts import GracefulStop
 from .sources import FrameSource, open_source
-from .stats import RunStats, RunSummary
+from .progress import Progress
+from .stats import RunStats, RunSummary, live_stats
 
 _END = object()
 
@@ -95,11 +96,13 @@ class _Stages:
             return [seg]
         return seg.replicas(2, budget // 2) or [seg]
 
-    def add_overlay(self, result: Result, alpha: float) -> None:
-        """The overlay on the consumer's thread, timed, where the segment stage did not make it (the CPU path)."""
-        if result.overlay is None:
+    def add_overlay(self, result: Result, alpha: float, picture=None) -> None:
+        """The overlay on the consumer's thread, timed, where the segment stage did not make it (the CPU path);
+        ``picture`` (a :class:`~rtseg.video.legend.Picture`) draws it instead: visualize mode, legend, palette."""
+        if result.overlay is None or picture is not None:
             start = time.perf_counter()
-            result.overlay = self.overlay_seg.overlay(result.frame, result.labels, alpha=alpha)
+            result.overlay = (picture(result.frame, result.labels) if picture is not None
+                              else self.overlay_seg.overlay(result.frame, result.labels, alpha=alpha))
             result.timings["overlay"] = time.perf_counter() - start
 
     def describe(self) -> str:
@@ -260,7 +263,7 @@ def iter_results(seg, source, max_frames: int | None = None, *, live: bool | Non
 def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None, alpha: float = 0.5,
                  live: bool | None = None, max_frames: int | None = None, *, show: bool = False,
                  vid_stride: int = 1, colour_masks: bool = False, progress: bool = False,
-                 handle_signals: bool = True, on_start=None) -> RunSummary:
+                 handle_signals: bool = True, on_start=None, picture=None) -> RunSummary:
     """Segment ``source`` into the sinks asked for and return a :class:`RunSummary`.
 
     Sinks: ``save`` (H.264 mp4), ``save_masks`` (a folder of raw-id PNGs), ``serve`` (``[HOST:]PORT``, the browser
@@ -268,14 +271,18 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     closes it. SIGINT/SIGTERM stop reading, drain what was read and finalise every sink (``summary.signal`` says
     which). ``progress`` shows a bar (files) or a status line and state changes (streams) on stderr. A source
     that fails mid-run raises :class:`SourceFailed` after the sinks are finalised. ``on_start(outputs)`` is called
-    once the sinks are open (the browser view's URL is in ``outputs["serve"]``).
+    once the sinks are open (the browser view's URL is in ``outputs["serve"]``). ``picture`` (a
+    :class:`~rtseg.video.legend.Picture`) draws what the mp4, the window and the browser show.
     """
     from .server import BrowserView
     from .sinks import MaskSink, ThreadedSink, VideoFileSink, WindowSink
 
     views: list = []
+    run_stats: RunStats | None = None
 
     def on_state(state: str, message: str) -> None:
+        if run_stats is not None:
+            run_stats.on_state(state)
         for view in views:
             view.set_state(state, message)
         if progress and state in ("reconnecting", "running") and message:  # a stream dropped, or came back
@@ -286,7 +293,6 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     summary = RunSummary(source=src.name, live=src.live, source_fps=src.fps)
     stages_ref: list = []
     stop = GracefulStop(lambda: stages_ref and stages_ref[0].stop_reading.set(), handle_signals)
-    run_stats = None
     sinks: list = []
     window = None
     try:
@@ -294,8 +300,8 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
         if show:
             window = WindowSink(on_quit=lambda: stages_ref and stages_ref[0].stop_reading.set())
         if serve is not None:  # first: a port in use is the likeliest failure, and it leaves no file behind
-            view = BrowserView(serve, seg.class_names, seg.palette, title=src.name,
-                               stats=lambda: _live_stats(run_stats, src))
+            names, colours = picture.legend_entries if picture is not None else (seg.class_names, seg.palette)
+            view = BrowserView(serve, names, colours, title=src.name, stats=lambda: live_stats(run_stats, src))
             views.append(view)
             view.set_state(src.state, src.state_message)
             sinks.append(view)
@@ -314,10 +320,10 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     threaded = [ThreadedSink(sink, run_stats, lossless=not src.live) for sink in sinks]
     if on_start is not None:
         on_start({"serve": views[0].url} if views else {})
-    bar = _progress(src, progress)
+    bar = Progress(src.total, src.live, progress, max_frames=max_frames)
     need_overlay = bool(sinks and (save is not None or serve is not None)) or show
     error: BaseException | None = None
-    stages = _Stages(seg, src, max_frames, alpha if need_overlay else None)
+    stages = _Stages(seg, src, max_frames, alpha if need_overlay and picture is None else None)
     stages_ref.append(stages)
     summary.segmenting = stages.describe()
     if stop.signum is not None:  # a signal that came while the sinks were opening
@@ -328,7 +334,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
                 bar.tick(run_stats, src)
                 continue
             if need_overlay:
-                stages.add_overlay(result, alpha)
+                stages.add_overlay(result, alpha, picture)
             result.latency = time.monotonic() - result.captured
             for sink in threaded:
                 sink.put(result)
@@ -368,17 +374,4 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
             error.summary = summary
         raise error
     return summary
-
-
-def _progress(src: FrameSource, enabled: bool):
-    from .progress import Progress
-
-    return Progress(src.total, src.live, enabled)
-
-
-def _live_stats(run_stats: RunStats, src: FrameSource) -> dict:
-    lat = run_stats.latency
-    return {"frames": run_stats.frames, "fps": run_stats.fps(), "drops": src.drops,
-            "latency_p50": lat.percentile(50) if lat.count else None,
-            "latency_p99": lat.percentile(99) if lat.count else None}
 

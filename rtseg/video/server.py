@@ -7,7 +7,7 @@ never builds a queue. Binds 127.0.0.1 unless told otherwise.
   /             page: the overlay, the class legend, live stats, "source offline" while reconnecting
   /stream.mjpg  multipart/x-mixed-replace JPEG stream
   /frame.jpg    the newest frame (a snapshot)
-  /stats.json   frames, fps, drops, latency, source state
+  /stats.json   frames, fps (last 3 s) and fps_mean (whole run), drops, outages, latency, source state, classes
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ async function poll() {{
     document.getElementById('offline').style.display = s.state === 'reconnecting' ? 'flex' : 'none';
     const ms = (x) => (x === null || x === undefined) ? '-' : (x * 1000).toFixed(1);
     document.getElementById('stats').textContent =
-      `${{s.state}} | frames ${{s.frames}} | ${{(s.fps || 0).toFixed(1)}} fps | drops ${{s.drops}} | ` +
+      `${{s.state}} | frames ${{s.frames}} | ${{(s.fps || 0).toFixed(1)}} fps now, ` +
+      `${{(s.fps_mean || 0).toFixed(1)}} mean | drops ${{s.drops}} | ` +
+      (s.outages ? `outages ${{s.outages}} (${{s.reconnect_attempts}} attempts) | ` : '') +
       `latency p50 ${{ms(s.latency_p50)}} ms p99 ${{ms(s.latency_p99)}} ms`;
   }} catch (e) {{ document.getElementById('stats').textContent = 'server stopped'; }}
   setTimeout(poll, 500);
@@ -87,6 +89,7 @@ class BrowserView:
         self.stats = stats or (lambda: {"frames": self.seq, "fps": 0.0, "drops": 0})
         self.quality = jpeg_quality
         self.page = self._page(title, class_names, palette).encode()
+        self.class_names = [str(n) for n in class_names]
         try:
             self.httpd = ThreadingHTTPServer((host, port), self._handler())
         except OSError as exc:
@@ -125,14 +128,11 @@ class BrowserView:
         self.publish(image)
 
     def set_state(self, state: str, message: str = "") -> None:
-        """Called on every source state change; while reconnecting viewers see the last frame marked offline."""
+        """Called on every source state change; while reconnecting viewers see the last frame dimmed (the page
+        says "source offline" over it, once: the image carries no second copy of the words)."""
         self.state, self.state_message = state, message
         if state == "reconnecting" and self.last_image is not None:
-            dim = (self.last_image // 3).astype(np.uint8)
-            h = dim.shape[0]
-            self.cv2.putText(dim, "source offline", (10, max(20, h // 2)), self.cv2.FONT_HERSHEY_SIMPLEX,
-                             max(0.5, h / 400), (80, 80, 255), 2)
-            self.publish(dim)
+            self.publish((self.last_image // 3).astype(np.uint8))
 
     def close(self) -> dict:
         with self.cond:
@@ -166,7 +166,8 @@ class BrowserView:
                 if path in ("/", "/index.html"):
                     self._send(200, view.page, "text/html; charset=utf-8")
                 elif path == "/stats.json":
-                    body = {**view.stats(), "state": view.state, "state_message": view.state_message}
+                    body = {**view.stats(), "state": view.state, "state_message": view.state_message,
+                            "classes": view.class_names}
                     self._send(200, json.dumps(body).encode(), "application/json")
                 elif path == "/frame.jpg":
                     with view.cond:

@@ -6,6 +6,7 @@ few kilobytes and its percentiles stay within 2% of the exact ones.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -62,13 +63,17 @@ class RunSummary:
     drops: int = 0                        # live source: decoded frames replaced before the model took them
     sink_drops: int = 0                   # live source: results a slow sink had no room for
     skipped: int = 0                      # undecodable files or packets skipped with a warning
-    reconnects: int = 0
+    reconnects: int = 0                   # reconnect attempts, over all outages
+    outages: int = 0                      # times a live source went offline (each may take several attempts)
+    offline_s: float = 0.0                # seconds offline, summed over the outages
     wall_s: float = 0.0
     fps: float = 0.0                      # frames / wall_s
     source_fps: float | None = None
     stages: dict = field(default_factory=dict)      # stage -> {n, mean, p50, p90, p99, max}
     latency: dict = field(default_factory=dict)     # capture -> results handed to the sinks
     staleness: dict = field(default_factory=dict)   # capture -> the model takes the frame
+    work: dict = field(default_factory=dict)        # per frame: the sum of its stages (decode ... overlay)
+    queued: dict = field(default_factory=dict)      # per frame: end-to-end latency less its stages (queue wait)
     end_reason: str = ""
     signal: int | None = None             # the signal that stopped the run (SIGINT 2, SIGTERM 15)
     outputs: dict = field(default_factory=dict)     # sink -> what it wrote
@@ -86,9 +91,13 @@ class RunSummary:
                + (f" (source {self.source_fps:.1f} fps)" if self.source_fps else "")
                + f"; drops {self.drops}" + (f", sink drops {self.sink_drops}" if self.sink_drops else "")
                + (f", skipped {self.skipped}" if self.skipped else "")
-               + (f", reconnects {self.reconnects}" if self.reconnects else "")
+               + (f", outages {self.outages} ({self.offline_s:.1f} s offline, {self.reconnects} reconnect"
+                  f" attempt{'s' if self.reconnects != 1 else ''}; the recording cuts them)" if self.outages else "")
                + f"; {self.end_reason}"]
-        rows = [("end-to-end", self.latency), ("staleness", self.staleness), *self.stages.items()]
+        if self.live:
+            rows = [("end-to-end", self.latency), ("staleness", self.staleness), *self.stages.items()]
+        else:  # a file waits in queues by design (reading runs ahead): the frame's own work and its wait apart
+            rows = [("per frame", self.work), ("queue wait", self.queued), *self.stages.items()]
         out.append("  ms            p50     p90     p99")
         for name, d in rows:
             if d.get("n"):
@@ -104,8 +113,14 @@ class RunStats:
         self.stages: dict[str, LatencyHistogram] = {}
         self.latency = LatencyHistogram()
         self.staleness = LatencyHistogram()
+        self.work = LatencyHistogram()
+        self.queued = LatencyHistogram()
         self.frames = 0
         self.started = time.monotonic()
+        self.recent: collections.deque = collections.deque()  # result times within the last WINDOW seconds
+        self.outages = 0
+        self.offline_s = 0.0
+        self._offline_since: float | None = None
         self._jsonl = None
         self._jsonl_path = jsonl_path
         if jsonl_path is not None:
@@ -122,8 +137,14 @@ class RunStats:
             self.frames += 1
             self.latency.add(result.latency)
             self.staleness.add(result.staleness)
+            work = sum(result.timings.values())
+            self.work.add(work)
+            self.queued.add(max(result.latency - work, 0.0))
             for stage, seconds in result.timings.items():
                 self.stages.setdefault(stage, LatencyHistogram()).add(seconds)
+            now = time.monotonic()
+            self.recent.append(now)
+            self._trim(now)
         if self._jsonl is not None:
             record = {"index": result.index, "t": round(result.captured - self.started, 6),
                       "latency": round(result.latency, 6), "staleness": round(result.staleness, 6),
@@ -131,9 +152,36 @@ class RunStats:
             self._jsonl.write(json.dumps(record) + "\n")
             self._jsonl.flush()
 
+    WINDOW = 3.0
+
+    def _trim(self, now: float) -> None:
+        while self.recent and self.recent[0] < now - self.WINDOW:
+            self.recent.popleft()
+
     def fps(self) -> float:
+        """The run's mean: frames over the time since it started."""
         elapsed = time.monotonic() - self.started
         return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def current_fps(self) -> float:
+        """Frames per second over the last ``WINDOW`` seconds (0 while no frame comes)."""
+        now = time.monotonic()
+        with self._lock:
+            self._trim(now)
+            count = len(self.recent)
+        span = min(self.WINDOW, now - self.started)
+        return count / span if span > 0 else 0.0
+
+    def on_state(self, state: str) -> None:
+        """A live source's state change: entering ``reconnecting`` starts an outage, ``running`` ends it."""
+        now = time.monotonic()
+        with self._lock:
+            if state == "reconnecting" and self._offline_since is None:
+                self.outages += 1
+                self._offline_since = now
+            elif state != "reconnecting" and self._offline_since is not None:
+                self.offline_s += now - self._offline_since
+                self._offline_since = None
 
     def fill(self, summary: RunSummary) -> RunSummary:
         with self._lock:
@@ -143,6 +191,10 @@ class RunStats:
             summary.stages = {k: v.summary() for k, v in self.stages.items()}
             summary.latency = self.latency.summary()
             summary.staleness = self.staleness.summary()
+            summary.work, summary.queued = self.work.summary(), self.queued.summary()
+            summary.outages = self.outages
+            summary.offline_s = self.offline_s + (time.monotonic() - self._offline_since
+                                                  if self._offline_since is not None else 0.0)
         return summary
 
     def close(self, summary: RunSummary | None = None) -> None:
@@ -158,3 +210,13 @@ class RunStats:
             self._jsonl.close()
             self._jsonl = None
             os.unlink(self._jsonl_path)
+
+
+def live_stats(run_stats: RunStats, src) -> dict:
+    """What ``/stats.json`` and the status line show: current fps (sliding window) beside the run's mean."""
+    lat = run_stats.latency
+    return {"frames": run_stats.frames, "fps": run_stats.current_fps(), "fps_mean": run_stats.fps(),
+            "fps_window_s": run_stats.WINDOW, "drops": src.drops, "outages": run_stats.outages,
+            "reconnect_attempts": getattr(src, "reconnects", 0),
+            "latency_p50": lat.percentile(50) if lat.count else None,
+            "latency_p99": lat.percentile(99) if lat.count else None}
