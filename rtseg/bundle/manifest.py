@@ -57,11 +57,16 @@ class ModelMeta:
     class_names: list[str]
     palette: list[list[int]]
     source: dict = field(default_factory=dict)
+    #: where the names and palette came from ("zoo entry NAME", "checkpoint NAME", "--classes", ...); None in
+    #: bundles written before it was recorded (the key is then left out)
+    class_source: str | None = None
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "family": self.family, "num_classes": self.num_classes,
-                "class_names": list(self.class_names), "palette": [list(c) for c in self.palette],
-                "source": self.source}
+        doc = {"name": self.name, "family": self.family, "num_classes": self.num_classes,
+               "class_names": list(self.class_names), "palette": [list(c) for c in self.palette]}
+        if self.class_source is not None:
+            doc["class_source"] = self.class_source
+        return {**doc, "source": self.source}
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +85,8 @@ class Manifest(Mapping):
     verification: dict = field(default_factory=dict)
     build: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    #: where the normalisation came from ("zoo entry NAME", "checkpoint", "--mean/--std", ...); None: not recorded
+    preprocessing_source: str | None = None
 
     # -- the document ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -87,7 +94,8 @@ class Manifest(Mapping):
             "format_version": self.format_version,
             "model": self.model.as_dict(),
             "input": {"name": self.input_name, **self.inputs.as_dict(), "size_multiple": self.inputs.multiple,
-                      **self.preprocessing.as_dict()},
+                      **self.preprocessing.as_dict(),
+                      **({"preprocessing_source": self.preprocessing_source} if self.preprocessing_source else {})},
             "output": {"name": self.output_name, "kind": self.output_kind,
                        "dtype": "float32" if self.output_kind == "logits" else "int32",
                        "upsample": self.upsample.as_dict() if self.output_kind == "logits" and self.upsample
@@ -144,7 +152,8 @@ class Manifest(Mapping):
             num_classes = int(m["num_classes"])
             names = list(m.get("class_names") or [f"class_{i}" for i in range(num_classes)])
             model = ModelMeta(str(m.get("name", "")), str(m.get("family", "")), num_classes, names,
-                              [list(c) for c in (m.get("palette") or [])], m.get("source") or {})
+                              [list(c) for c in (m.get("palette") or [])], m.get("source") or {},
+                              _optional_text(m, "class_source"))
             artifacts = {}
             for key, entry in doc["artifacts"].items():
                 artifacts[key] = Artifact(str(entry.get("file", ARTIFACT_FILES.get(key, key))),
@@ -153,10 +162,17 @@ class Manifest(Mapping):
                        preprocessing=Preprocessing.from_dict(inp), output_name=str(out.get("name", "logits")),
                        output_kind=str(out.get("kind", "logits")), upsample=Upsample.from_dict(out.get("upsample")),
                        artifacts=artifacts, verification=doc.get("verification") or {},
-                       build=doc.get("build") or {}, format_version=version)
+                       build=doc.get("build") or {}, format_version=version,
+                       preprocessing_source=_optional_text(inp, "preprocessing_source"))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RtsegError(f"{where} is not a complete rtseg manifest ({type(exc).__name__}: {str(exc)[:80]});"
                              f" re-export the bundle with rtseg export") from None
+
+
+def _optional_text(section: dict, key: str) -> str | None:
+    """A key newer bundles write and older ones lack."""
+    value = section.get(key)
+    return None if value is None else str(value)
 
 
 def check_version(doc: Any, where: str | Path) -> int:

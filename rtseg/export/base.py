@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import __version__
 from ..bundle import (ENGINE_FILE, FAILED_MANIFEST, FP16_FILE, MANIFEST, ONNX_FILE, Artifact, InputSpec, Manifest,
-                      ModelMeta, Upsample, class_table, normalize, write_manifest)
+                      ModelMeta, Upsample, normalize, write_manifest)
+from ..bundle.classes import resolve_classes
 from ..errors import RtsegError
 from ..files import sha256_file
 from ..scenes import load_frames_named, synthetic_scenes
@@ -41,6 +42,10 @@ class ExportResult:
 class Export:
     """Shared steps; subclasses provide the FP32 graph and the reference."""
 
+    #: the class set the source declares (a name of rtseg.bundle.DATASETS) and who declares it; set by ``prepare``
+    declared_classes: str | None = None
+    classes_declared_by = "the source"
+
     def __init__(self, opts: ExportOptions, say):
         self.opts, self.say = opts, say
         self.timings: dict[str, float] = {}
@@ -49,7 +54,10 @@ class Export:
     def run(self) -> ExportResult:
         t0 = time.perf_counter()
         self.prepare()  # all user errors surface here, before the output folder is touched
-        class_table(self.num_classes, self.opts.classes)  # a wrong --classes now, not after the slow steps
+        self.classes = resolve_classes(self.num_classes, self.opts.classes, self.declared_classes,
+                                       self.classes_declared_by)  # a wrong --classes now, not after the slow steps
+        if self.classes[3]:
+            self.say(self.classes[3])
         check_size_fits(list(self.frame_counts().items()), self.num_classes)  # absurd sizes
         self.check_memory()  # a size that cannot fit: one line now, not the OOM killer later
         self.frames = self.make_frames()  # --calib errors too
@@ -262,20 +270,21 @@ class Export:
         import onnx
         import onnxruntime
 
-        names, palette = class_table(self.num_classes, self.opts.classes)
+        names, palette, class_source, _ = self.classes
         build = {"rtseg": __version__, "rtseg_code": self.tools["rtseg_code"], "torch": self.tools["torch"],
                  "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                  "onnxslim": self.tools["onnxslim"], "modelopt": self.tools["nvidia-modelopt"],
                  "tensorrt": stamp.get("tensorrt"), "gpu": stamp.get("gpu"),
                  "compute_capability": stamp.get("compute_capability"), "opset": OPSET,
                  "command": self.opts.command or None, "max_batch": self.opts.max_batch}
-        model = ModelMeta(self.model_name, self.family, self.num_classes, names, palette, self.source_info)
+        model = ModelMeta(self.model_name, self.family, self.num_classes, names, palette, self.source_info,
+                          class_source)
         inputs = InputSpec(self.shapes.opt, self.shapes.min, self.shapes.max, self.size_multiple)
         return Manifest(model=model, input_name=self.input_name, inputs=inputs, preprocessing=self.pre,
                         output_name=self.output_name, output_kind=self.output_kind,
                         upsample=Upsample.from_dict(self.upsample) if self.output_kind == "logits" else None,
                         artifacts={"onnx": artifact(self.out, ONNX_FILE), "onnx_fp16": fp16, "engine": engine},
-                        verification=verification, build=build)
+                        verification=verification, build=build, preprocessing_source=self.pre_source)
 
     def fp32_graph_and_reference(self, onnx_path: Path):
         """The FP32 graph at ``onnx_path``, then the reference outputs (which may come from that graph)."""

@@ -25,13 +25,23 @@ class FromTorch(Export):
 
     def prepare(self) -> None:
         from ..models import create_model, model_info
+        from ..models.catalogue import CATALOGUE, catalogue_entry
+        from ..models.registry import catalogue_checkpoint
 
         opts = self.opts
         info = model_info(opts.model)
-        self.shapes = self._shapes_from_options()
         self.num_classes = int(opts.num_classes or info.default_num_classes)
+        self.catalogue = None
         if opts.weights is not None and not Path(opts.weights).is_file():
-            raise RtsegError(f"--weights {opts.weights}: no such file; pass the .pth checkpoint of {info.name}")
+            self.catalogue = catalogue_entry(opts.weights)
+            if self.catalogue is None:
+                raise RtsegError(f"--weights {opts.weights}: no such file, nor a checkpoint of the catalogue ('rtseg"
+                                 f" models --weights'); pass the .pth checkpoint of {info.name}")
+            if opts.input_size is None:
+                opts.input_size = self.catalogue.input_size  # what it was trained on
+        self.shapes = self._shapes_from_options()  # a wrong size now, not after a download
+        if self.catalogue is not None:
+            opts.weights = catalogue_checkpoint(info, opts.weights)  # fetched once into the cache, sha256 checked
         if opts.weights is None:
             import torch
 
@@ -49,16 +59,30 @@ class FromTorch(Export):
         if opts.weights is None:
             self.say(f"note: no --weights given; exporting {info.name} with untrained initial weights")
         self.model_name, self.family = info.name, info.family
-        self.pre = opts.preprocessing(self._checkpoint_pre() or info.preprocessing)
+        weights_sha = sha256_file(opts.weights) if opts.weights else "untrained, torch seed 0"
+        if self.catalogue is None:  # a checkpoint passed by path may still be one the catalogue knows
+            self.catalogue = next((c for c in CATALOGUE.values() if c.sha256 == weights_sha), None)
+        if self.catalogue is not None and self.catalogue.model == info.name:
+            base_source = f"checkpoint {self.catalogue.name}"
+            self.declared_classes, self.classes_declared_by = self.catalogue.classes, base_source
+            base = self.catalogue.preprocessing
+        else:
+            self.declared_classes, self.classes_declared_by = info.classes, f"zoo entry {info.name}"
+            base, base_source = info.preprocessing, f"zoo entry {info.name}"
+        if (declared := self._checkpoint_pre()) is not None:
+            base, base_source = declared, "checkpoint"
+        self.pre = opts.preprocessing(base)
+        self.pre_source = opts.preprocessing_source(base_source)
         self.input_name, self.output_kind = INPUT_NAME, opts.head
         self.output_name = "logits" if opts.head == "logits" else "labels"
         up = self.model.final_upsample
         self.upsample = {"mode": up.mode, "size": "input", "align_corners": bool(up.align_corners)}
         self.size_multiple = int(self.model.size_multiple)
-        weights_sha = sha256_file(opts.weights) if opts.weights else "untrained, torch seed 0"
         self.source_info = {"weights": str(opts.weights) if opts.weights else None,
                             "weights_sha256": weights_sha if opts.weights else None,
                             "output_stride": info.output_stride}
+        if self.catalogue is not None:
+            self.source_info["catalogue"] = self.catalogue.name
         self.onnx_key = hash_key("onnx", info.name, self.num_classes, weights_sha, self.shapes.as_dict(),
                                    opts.head, OPSET, opts.exporter, opts.max_batch, tool_versions())
         self.title = info.name
@@ -136,7 +160,7 @@ class BringYourOwn(Export):
             raise RtsegError("--num-classes is required with --onnx")
         check_onnx_file(src)
         self.num_classes = int(opts.num_classes)
-        io = inspect_segmentation_graph(src, self.num_classes)
+        io = inspect_segmentation_graph(src, self.num_classes, opts.output)
         if (name := first_nonfinite_initializer(src)) is not None:
             raise RtsegError(f"{src.name}: weight {name!r} holds NaN or infinity (a diverged training run?); export"
                              f" the model from a checkpoint before it diverged")
@@ -149,19 +173,24 @@ class BringYourOwn(Export):
         self.io = io
         self.model_name, self.family = src.stem, "onnx"
         self.pre = opts.preprocessing(IMAGENET)
+        self.pre_source = opts.preprocessing_source("ImageNet default (--onnx)")
+        self.classes_declared_by = f"{src.name} (an --onnx graph)"
         self.input_name, self.output_name, self.output_kind = io.input_name, io.output_name, io.kind
         self.upsample = {"mode": "bilinear", "size": "input", "align_corners": bool(opts.align_corners)}
         self.size_multiple = 1
         self.src_sha = sha256_file(src)
         self.source_info = {"onnx": str(src), "onnx_sha256": self.src_sha}
+        if io.pruned:
+            self.source_info["output"] = io.output_name
         self.title = src.name
 
     def fp32_graph(self, path: Path) -> None:
         from .torch_onnx import add_batch_axis, import_onnx
 
-        key = hash_key("onnx-import", self.src_sha, OPSET, self.opts.max_batch, self.tools)
+        key = hash_key("onnx-import", self.src_sha, self.io.output_name, OPSET, self.opts.max_batch, self.tools)
         if self.opts.force or not self.steps.reusable("onnx", key, [path]):
-            import_onnx(Path(self.opts.onnx), path, self.shapes.opt)
+            import_onnx(Path(self.opts.onnx), path, self.shapes.opt, output=self.io.output_name if self.io.pruned
+                        else None)
             if self.opts.max_batch > 1:
                 add_batch_axis(path, self.shapes.opt, self.opts.max_batch)
             self.steps.finish("onnx", key, [path])

@@ -113,6 +113,21 @@ def _show_path(v) -> str:
     return str(Path(v).resolve())  # the rebuild command works from any folder
 
 
+def _show_weights(v) -> str:
+    """A file's absolute path; a catalogue name (no folder part, no such file) as it is."""
+    return str(v) if Path(v).name == str(v) and not Path(v).exists() else _show_path(v)
+
+
+def _read_classes(value, flag: str) -> str:
+    from ..bundle.classes import check_class_spec
+
+    return check_class_spec(_read_text(value, flag), flag)
+
+
+def _show_classes(v) -> str:
+    return _show_path(v) if "," not in str(v) and Path(v).is_file() else str(v)
+
+
 @dataclass(frozen=True)
 class Flag:
     """How one option appears on the command line and in a recipe."""
@@ -146,8 +161,9 @@ class ExportOptions:
     model: str | None = field(default=None, metadata=_cli(Flag(
         "--model", "source", "a model of the zoo (see 'rtseg models')", recipe=("model", "name"), metavar="NAME")))
     weights: Path | None = field(default=None, metadata=_cli(Flag(
-        "--weights", "source", "the model's checkpoint (.pth, or a Caffe .caffemodel for the FCNs); without it the untrained weights are exported",
-        _read_path, _show_path, ("model", "weights"), "FILE")))
+        "--weights", "source", "the model's checkpoint (.pth, or a Caffe .caffemodel for the FCNs), or a checkpoint"
+        " of the catalogue ('rtseg models --weights'), fetched once into the cache; without it the untrained"
+        " weights are exported", _read_path, _show_weights, ("model", "weights"), "FILE|NAME")))
     onnx: Path | None = field(default=None, metadata=_cli(Flag(
         "--onnx", "source", "bring your own ONNX segmentation model instead of --model", _read_path, _show_path,
         ("model", "onnx"), "FILE")))
@@ -155,9 +171,12 @@ class ExportOptions:
         "--num-classes", "source", "number of classes (default: the model's)", _reader_number(int, 1, MAX_CLASSES),
         recipe=("model", "num_classes"), metavar="N")))
     classes: str | None = field(default=None, metadata=_cli(Flag(
-        "--classes", "source", "class names and palette for the manifest: cityscapes or voc (default: guessed from"
-        " the class count)", _reader_choice("cityscapes", "voc"), recipe=("model", "classes"),
-        metavar="{cityscapes,voc}")))
+        "--classes", "source", "class names and palette for the manifest: cityscapes, voc, celebamask, a file of"
+        " names (one a line) or a,b,c (default: the set the model or checkpoint declares, else class_<i>)",
+        _read_classes, _show_classes, ("model", "classes"), "SET|FILE|a,b,c")))
+    output: str | None = field(default=None, metadata=_cli(Flag(
+        "--output", "source", "with --onnx: the graph output to use, for a graph with several (e.g. main and"
+        " auxiliary heads)", recipe=("model", "output"), metavar="NAME")))
     input_size: tuple[int, int] | None = field(default=None, metadata=_cli(Flag(
         "--input-size", "input", "HxW of the graph (the optimisation size when --dynamic)", read_size, _show_size,
         ("input", "size"), "HxW")))
@@ -271,6 +290,16 @@ class ExportOptions:
         return Preprocessing(self.mean or base.mean, self.std or base.std, self.channel_order or base.channel_order,
                              base.value_scale if self.value_scale is None else float(self.value_scale))
 
+    def preprocessing_source(self, base: str) -> str:
+        """Where :meth:`preprocessing`'s values came from, for the manifest: ``base`` or the flags over it."""
+        given = [flag for flag, value in (("--mean", self.mean), ("--std", self.std),
+                                          ("--channel-order", self.channel_order), ("--value-scale", self.value_scale))
+                 if value is not None]
+        if not given:
+            return base
+        flags = "/".join(given)
+        return flags if self.mean and self.std else f"{flags} over {base}"
+
     def checked(self) -> ExportOptions:
         """A copy with every option read and range-checked (options made in code get the CLI's checks too)."""
         values = {}
@@ -285,6 +314,8 @@ class ExportOptions:
             raise RtsegError("pass either --model or --onnx, not both")
         if not opts.model and not opts.onnx:
             raise RtsegError("pass either --model NAME or --onnx MODEL.onnx (or a recipe)")
+        if opts.output and not opts.onnx:
+            raise RtsegError("--output picks an output of an --onnx graph; a zoo model has one (drop --output)")
         return opts
 
     def rebuild_command(self) -> str:

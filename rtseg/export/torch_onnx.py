@@ -234,10 +234,12 @@ class GraphIO:
     output_name: str
     kind: str  # "logits" or "labels"
     static_hw: tuple[int, int] | None  # the input size, if fixed in the graph
+    pruned: bool = False  # the graph has other outputs too; the bundle keeps only this one (``--output``)
 
 
-def inspect_segmentation_graph(path: Path, num_classes: int) -> GraphIO:
-    """Check that an ONNX file looks like a segmentation model: one float NCHW image input, one per-pixel output."""
+def inspect_segmentation_graph(path: Path, num_classes: int, output: str | None = None) -> GraphIO:
+    """Check that an ONNX file looks like a segmentation model: one float NCHW image input, one per-pixel output
+    (``output``: the one to use of several, ``--output``)."""
     import onnx
 
     try:
@@ -247,6 +249,16 @@ def inspect_segmentation_graph(path: Path, num_classes: int) -> GraphIO:
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     outputs = list(model.graph.output)
+    listed = ", ".join(f"{o.name} {_shape_text(o)}" for o in outputs)
+    if output is not None:
+        picked = [o for o in outputs if o.name == output]
+        if not picked:
+            raise RtsegError(f"--output {output}: {path.name} has no such output; its outputs: {listed}")
+        pruned, outputs = len(outputs) > 1, picked
+    elif len(outputs) > 1:
+        raise RtsegError(f"{path.name} has {len(outputs)} outputs: {listed}; pick the main one with --output NAME")
+    else:
+        pruned = False
     if len(inputs) != 1 or len(outputs) != 1:
         raise RtsegError(f"{path} is not a segmentation model: expected one image input and one output, found"
                          f" {len(inputs)} inputs and {len(outputs)} outputs")
@@ -269,7 +281,7 @@ def inspect_segmentation_graph(path: Path, num_classes: int) -> GraphIO:
                          f" logits or (N, H, W) integer labels, got"
                          f" {onnx.TensorProto.DataType.Name(out_type)} {out_dims}")
     static = (in_dims[2], in_dims[3]) if in_dims[2] and in_dims[3] else None
-    return GraphIO(inp.name, out.name, kind, static)
+    return GraphIO(inp.name, out.name, kind, static, pruned)
 
 
 def _dims(value_info) -> list[int | None]:
@@ -277,8 +289,55 @@ def _dims(value_info) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
 
 
-def import_onnx(src: Path, dst: Path, size: tuple[int, int] | None = None) -> None:
-    """Copy a user's ONNX graph into the bundle as one self-contained file, checked and simplified."""
+def _shape_text(value_info) -> str:
+    """``(1, 19, 512, 512) float32``: an output as the --output error lists it (``?`` for a symbolic size)."""
+    import onnx
+
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in value_info.type.tensor_type.shape.dim]
+    kind = value_info.type.tensor_type.elem_type
+    return f"({', '.join(map(str, dims))}) {onnx.helper.tensor_dtype_to_np_dtype(kind) if kind else '?'}"
+
+
+def keep_output(model, name: str) -> None:
+    """Make ``name`` the graph's only output, in place, dropping the nodes and weights only the others needed."""
+    graph = model.graph
+    kept = [o for o in graph.output if o.name == name]
+    del graph.output[:]
+    graph.output.extend(kept)
+    needed, nodes = {name}, []
+    for node in reversed(graph.node):
+        if needed.intersection(node.output):
+            nodes.append(node)
+            needed.update(node.input)
+            needed.update(_subgraph_inputs(node))
+    del graph.node[:]
+    graph.node.extend(reversed(nodes))
+    inits = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    infos = [v for v in graph.value_info if v.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+
+
+def _subgraph_inputs(node) -> set[str]:
+    """Names an If/Loop/Scan body reads from the graph around it."""
+    import onnx
+
+    names = set()
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else
+                    list(attr.graphs) if attr.type == onnx.AttributeProto.GRAPHS else []):
+            for inner in sub.node:
+                names.update(inner.input)
+                names.update(_subgraph_inputs(inner))
+    return names
+
+
+def import_onnx(src: Path, dst: Path, size: tuple[int, int] | None = None, output: str | None = None) -> None:
+    """Copy a user's ONNX graph into the bundle as one self-contained file, checked and simplified (with
+    ``output``: that output only, what only the others needed left out)."""
     import onnx
 
     try:
@@ -292,6 +351,8 @@ def import_onnx(src: Path, dst: Path, size: tuple[int, int] | None = None) -> No
         except Exception as exc:  # noqa: BLE001
             raise RtsegError(f"{src} uses opset {opset} and cannot be converted to opset {OPSET} ({exc});"
                              f" re-export it with opset >= {OPSET}") from None
+    if output is not None:
+        keep_output(model, output)
     with atomic_path(dst) as tmp:
         onnx.save(model, str(tmp))
         finalize_graph(tmp, size)

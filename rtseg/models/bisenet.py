@@ -314,14 +314,16 @@ class BiSeNetV2(SegmentationModel):
 CITYSCAPES_BISENET = Preprocessing((0.3257, 0.3690, 0.3223), (0.2112, 0.2148, 0.2115), "RGB", 1.0)
 
 
-@register_model("bisenetv1", family="bisenet", default_num_classes=19, output_stride=8, size_rule=_SIZE_RULE,
+@register_model("bisenetv1", family="bisenet", classes="cityscapes", default_num_classes=19,
+                output_stride=8, size_rule=_SIZE_RULE,
                 checkpoint_layout="CoinCheung/BiSeNet model_final_v1_city_new.pth",
                 aliases=("bisenet_v1", "bisenet"), preprocessing=CITYSCAPES_BISENET)
 def bisenetv1(num_classes: int = 19) -> BiSeNetV1:
     return BiSeNetV1(num_classes)
 
 
-@register_model("bisenetv2", family="bisenet", default_num_classes=19, output_stride=8, size_rule=_SIZE_RULE,
+@register_model("bisenetv2", family="bisenet", classes="cityscapes", default_num_classes=19,
+                output_stride=8, size_rule=_SIZE_RULE,
                 checkpoint_layout="CoinCheung/BiSeNet model_final_v2_city.pth", aliases=("bisenet_v2",),
                 preprocessing=CITYSCAPES_BISENET)
 def bisenetv2(num_classes: int = 19) -> BiSeNetV2:

@@ -15,8 +15,9 @@ next map's size where CoinCheung's upsamples by nearest x2: the same thing when 
 size rule here (as for ``bisenetv1``).
 
 Labels, palette and input normalisation of the checkpoint are the module constants below: 19 CelebAMask-HQ
-classes in the order of the reference's ``face_dataset.py`` (``atts`` enumerated from 1, background 0), and
-ImageNet mean/std on RGB in [0, 1] (``transforms.ToTensor`` + ``Normalize`` in its ``test.py``/``face_dataset.py``).
+classes (:data:`rtseg.bundle.classes.CELEBAMASK`) in the order of the reference's ``face_dataset.py`` (``atts``
+enumerated from 1, background 0), and ImageNet mean/std on RGB in [0, 1] (``transforms.ToTensor`` + ``Normalize``
+in its ``test.py``/``face_dataset.py``).
 """
 
 from __future__ import annotations
@@ -25,23 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..bundle.classes import CELEBAMASK_NAMES, CELEBAMASK_PALETTE
 from ..bundle.preprocessing import Preprocessing
 from .base import FinalUpsample
 from .bisenet import _SIZE_RULE, BiSeNetV1, ContextPath, ConvBNReLU, OutputHead, _nearest_up
 from .registry import register_model
 
-#: the checkpoint's label order (CelebAMask-HQ mask names; 0 is everything unlabelled)
-FACEPARSING_CLASSES = (
-    "background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r", "nose", "mouth",
-    "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat",
-)
-#: RGB per class: the reference test.py's ``part_colors`` (written there in OpenCV's BGR order) for classes 1..18;
-#: it leaves the background unpainted, black here
-FACEPARSING_PALETTE = (
-    (0, 0, 0), (0, 85, 255), (0, 170, 255), (85, 0, 255), (170, 0, 255), (0, 255, 0), (0, 255, 85), (0, 255, 170),
-    (85, 255, 0), (170, 255, 0), (255, 0, 0), (255, 0, 85), (255, 0, 170), (255, 85, 0), (255, 170, 0),
-    (0, 255, 255), (85, 255, 255), (170, 255, 255), (255, 0, 255),
-)
+#: the checkpoint's label order and palette: the CelebAMask-HQ class set of the bundle layer (defined there once)
+FACEPARSING_CLASSES = CELEBAMASK_NAMES
+FACEPARSING_PALETTE = CELEBAMASK_PALETTE
 #: the input the checkpoint was trained on: RGB scaled to [0, 1], then ImageNet mean/std
 FACEPARSING_MEAN = (0.485, 0.456, 0.406)
 FACEPARSING_STD = (0.229, 0.224, 0.225)
@@ -102,7 +95,7 @@ class BiSeNetFaceParsing(BiSeNetV1):
 @register_model("bisenetv1_faceparsing", family="faceparsing", default_num_classes=len(FACEPARSING_CLASSES),
                 output_stride=8, size_rule=_SIZE_RULE,
                 checkpoint_layout="zllrunning/face-parsing.PyTorch 79999_iter.pth (CelebAMask-HQ)",
-                aliases=("faceparsing", "face_parsing", "bisenet_faceparsing"),
+                aliases=("faceparsing", "face_parsing", "bisenet_faceparsing"), classes="celebamask",
                 preprocessing=Preprocessing(FACEPARSING_MEAN, FACEPARSING_STD, FACEPARSING_CHANNEL_ORDER,
                                             FACEPARSING_VALUE_SCALE))
 def bisenetv1_faceparsing(num_classes: int = 19) -> BiSeNetFaceParsing:

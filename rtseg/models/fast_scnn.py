@@ -177,7 +177,7 @@ class FastSCNN(SegmentationModel):
         return self.classifier(self.feature_fusion(detail, context))
 
 
-@register_model("fast_scnn", family="fast_scnn", default_num_classes=19, output_stride=8,
+@register_model("fast_scnn", family="fast_scnn", classes="cityscapes", default_num_classes=19, output_stride=8,
                 size_rule="H, W multiples of 32", checkpoint_layout="Tramac/Fast-SCNN-pytorch fast_scnn_citys.pth",
                 aliases=("fastscnn",))
 def fast_scnn(num_classes: int = 19) -> FastSCNN:

@@ -194,28 +194,32 @@ _LAYOUT = "wkentaro/pytorch-fcn {} (plain state_dict, converted from Caffe)"
 CAFFE_VGG_BGR = Preprocessing((104.00698793, 116.66876762, 122.67891434), (1.0, 1.0, 1.0), "BGR", 255.0)
 
 
-@register_model("fcn32s_vgg16", family="fcn", default_num_classes=21, output_stride=1, size_rule=_SIZE_RULE,
+@register_model("fcn32s_vgg16", family="fcn", classes="voc", default_num_classes=21,
+                output_stride=1, size_rule=_SIZE_RULE,
                 checkpoint_layout=_LAYOUT.format("fcn32s_from_caffe.pth"), aliases=("fcn32s", "fcn32s_vgg"),
                 preprocessing=CAFFE_VGG_BGR)
 def fcn32s_vgg16(num_classes: int = 21) -> FCN32s:
     return FCN32s(num_classes)
 
 
-@register_model("fcn16s_vgg16", family="fcn", default_num_classes=21, output_stride=1, size_rule=_SIZE_RULE,
+@register_model("fcn16s_vgg16", family="fcn", classes="voc", default_num_classes=21,
+                output_stride=1, size_rule=_SIZE_RULE,
                 checkpoint_layout=_LAYOUT.format("fcn16s_from_caffe.pth"), aliases=("fcn16s", "fcn16s_vgg"),
                 preprocessing=CAFFE_VGG_BGR)
 def fcn16s_vgg16(num_classes: int = 21) -> FCN16s:
     return FCN16s(num_classes)
 
 
-@register_model("fcn8s_vgg16", family="fcn", default_num_classes=21, output_stride=1, size_rule=_SIZE_RULE,
+@register_model("fcn8s_vgg16", family="fcn", classes="voc", default_num_classes=21,
+                output_stride=1, size_rule=_SIZE_RULE,
                 checkpoint_layout=_LAYOUT.format("fcn8s_from_caffe.pth"), aliases=("fcn8s", "fcn8s_vgg"),
                 preprocessing=CAFFE_VGG_BGR)
 def fcn8s_vgg16(num_classes: int = 21) -> FCN8s:
     return FCN8s(num_classes)
 
 
-@register_model("fcn8s_atonce_vgg16", family="fcn", default_num_classes=21, output_stride=1, size_rule=_SIZE_RULE,
+@register_model("fcn8s_atonce_vgg16", family="fcn", classes="voc", default_num_classes=21,
+                output_stride=1, size_rule=_SIZE_RULE,
                 checkpoint_layout=_LAYOUT.format("fcn8s-atonce_from_caffe.pth"),
                 aliases=("fcn8s_atonce", "fcn8s_at_once", "fcn8s_at_once_vgg16"),
                 preprocessing=CAFFE_VGG_BGR)

@@ -110,7 +110,7 @@ def _pool_norm(h: torch.Tensor) -> torch.Tensor:
     return F.local_response_norm(h, 5, alpha=1e-4, beta=0.75, k=1.0)
 
 
-@register_model("fcn_alexnet", family="fcn", default_num_classes=21, output_stride=1,
+@register_model("fcn_alexnet", family="fcn", classes="voc", default_num_classes=21, output_stride=1,
                 size_rule="any H, W >= 1",
                 checkpoint_layout="Caffe fcn-alexnet-pascal.caffemodel or DIGITS fcn_alexnet.caffemodel"
                                   " (or a state_dict with the Caffe layer names)",

@@ -61,14 +61,14 @@ _DILATE = (False, True, True)  # torchvision's replace_stride_with_dilation: out
 _LAYOUT = "torchvision FCN_ResNet{}_Weights.COCO_WITH_VOC_LABELS_V1 ({}; aux_classifier skipped)"
 
 
-@register_model("fcn_resnet50_tv", family="fcn", default_num_classes=21, output_stride=8,
+@register_model("fcn_resnet50_tv", family="fcn", classes="voc", default_num_classes=21, output_stride=8,
                 size_rule=_SIZE_RULE, checkpoint_layout=_LAYOUT.format(50, "fcn_resnet50_coco-1167a1af.pth"),
                 aliases=("fcn_resnet50", "fcn_r50"))
 def fcn_resnet50_tv(num_classes: int = 21) -> FCNResNet:
     return FCNResNet(resnet50(dilate=_DILATE), num_classes)
 
 
-@register_model("fcn_resnet101_tv", family="fcn", default_num_classes=21, output_stride=8,
+@register_model("fcn_resnet101_tv", family="fcn", classes="voc", default_num_classes=21, output_stride=8,
                 size_rule=_SIZE_RULE, checkpoint_layout=_LAYOUT.format(101, "fcn_resnet101_coco-7ecb50ca.pth"),
                 aliases=("fcn_resnet101", "fcn_r101"))
 def fcn_resnet101_tv(num_classes: int = 21) -> FCNResNet:

@@ -103,7 +103,7 @@ class ICNet(SegmentationModel):
         return self.head(sub1, sub2, sub4)
 
 
-@register_model("icnet_liminn", family="icnet", default_num_classes=19, output_stride=4,
+@register_model("icnet_liminn", family="icnet", classes="cityscapes", default_num_classes=19, output_stride=4,
                 size_rule="H, W multiples of 8",
                 checkpoint_layout="liminn/ICNet-pytorch icnet_resnet50_197_0.710_best_model.pth",
                 aliases=("icnet", "icnet_resnet50"))

@@ -259,7 +259,8 @@ _SIZE_RULE = "H, W = 32k+1, at least 1025x2049"
 PASCAL_BGR = Preprocessing((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), "BGR", 255.0)
 
 
-@register_model("icnet_ptsemseg_bn", family="icnet", default_num_classes=19, output_stride=4, size_rule=_SIZE_RULE,
+@register_model("icnet_ptsemseg_bn", family="icnet", classes="cityscapes", default_num_classes=19,
+                output_stride=4, size_rule=_SIZE_RULE,
                 checkpoint_layout="meetps/pytorch-semseg icnetBN_cityscapes_*.pth ['model_state']",
                 aliases=("icnet_caffe_bn", "icnetbn_ptsemseg", "icnetbn_caffe"), preprocessing=PASCAL_BGR)
 def icnet_ptsemseg_bn(num_classes: int = 19) -> ICNetCaffe:
@@ -267,7 +268,7 @@ def icnet_ptsemseg_bn(num_classes: int = 19) -> ICNetCaffe:
     return ICNetCaffe(num_classes, batchnorm=True)
 
 
-@register_model("icnet_ptsemseg_nobn", family="icnet", default_num_classes=19, output_stride=4,
+@register_model("icnet_ptsemseg_nobn", family="icnet", classes="cityscapes", default_num_classes=19, output_stride=4,
                 size_rule=_SIZE_RULE,
                 checkpoint_layout="meetps/pytorch-semseg icnet_cityscapes_*.pth ['model_state'] (BN folded)",
                 aliases=("icnet_caffe", "icnet_caffe_nobn"), preprocessing=PASCAL_BGR)

@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..bundle.classes import DATASETS
 from ..bundle.preprocessing import IMAGENET, Preprocessing
 from ..errors import RtsegError
 
@@ -40,6 +41,9 @@ class ModelInfo:
     aliases: tuple[str, ...] = field(default=())
     #: the normalisation its public checkpoints were trained with (what a bundle records unless told otherwise)
     preprocessing: Preprocessing = IMAGENET
+    #: the class set its public checkpoints were trained on (a name of :data:`rtseg.bundle.classes.DATASETS`; None:
+    #: the bundle names the classes class_<i> unless told)
+    classes: str | None = None
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -57,13 +61,17 @@ def register_model(
     checkpoint_layout: str,
     aliases: tuple[str, ...] = (),
     preprocessing: Preprocessing = IMAGENET,
+    classes: str | None = None,
 ):
     """Decorator for a builder ``fn(num_classes, **kwargs) -> SegmentationModel``; ``preprocessing`` is the input
-    normalisation the reference repository trains with (its released checkpoints expect it)."""
+    normalisation the reference repository trains with (its released checkpoints expect it), ``classes`` the class
+    set they were trained on (``"cityscapes"``, ``"voc"``, ``"celebamask"``: names and palette of the bundle)."""
+    if classes is not None and classes not in DATASETS:
+        raise ValueError(f"{name}: unknown class set {classes!r}")
 
     def wrap(fn):
         info = ModelInfo(name, family, fn, default_num_classes, output_stride, size_rule, checkpoint_layout,
-                         tuple(aliases), preprocessing)
+                         tuple(aliases), preprocessing, classes)
         _REGISTRY[name] = info
         for alias in aliases:
             _ALIASES[alias] = name
@@ -108,12 +116,18 @@ def default_preprocessing(model_name: str | None, family: str | None = None) -> 
     return model_info(model_name).preprocessing if model_name else IMAGENET
 
 
-def create_model(name: str, num_classes: int | None = None, checkpoint=None, **kwargs):
-    """Build a model in inference form (``eval()``), optionally loading a checkpoint.
+def create_model(name: str, num_classes: int | None = None, checkpoint=None, weights: str | None = None, **kwargs):
+    """Build a model in inference form (``eval()``), optionally loading a checkpoint: a file (``checkpoint``) or a
+    checkpoint of the catalogue by name (``weights``, e.g. ``"celebamask-faceparsing"``; fetched once, see
+    :mod:`rtseg.models.catalogue`).
 
     ``model(x)`` returns the main logits ``(N, C, H, W)`` at the input size; auxiliary heads are not built.
     """
     info = model_info(name)
+    if weights is not None:
+        if checkpoint is not None:
+            raise RtsegError("pass either checkpoint (a file) or weights (a catalogue name), not both")
+        checkpoint = catalogue_checkpoint(info, weights)
     if num_classes is None:
         num_classes = info.default_num_classes
     if int(num_classes) < 1:
@@ -125,3 +139,13 @@ def create_model(name: str, num_classes: int | None = None, checkpoint=None, **k
 
         load_checkpoint(model, checkpoint)
     return model.eval()
+
+
+def catalogue_checkpoint(info: ModelInfo, weights: str):
+    """The local file of catalogue checkpoint ``weights`` for the model ``info`` (fetched on first use)."""
+    from .catalogue import catalogue_entry, fetch_checkpoint
+
+    entry = catalogue_entry(weights)
+    if entry is not None and entry.model != info.name:
+        raise RtsegError(f"{entry.name} is a checkpoint of {entry.model}, not {info.name}; use --model {entry.model}")
+    return fetch_checkpoint(weights)

@@ -187,7 +187,7 @@ CASES = {
     "head_choice": (lambda f: _fast("--head", "softmax"), "choose one of logits, labels"),
     "precision_choice": (lambda f: _fast("--precision", "int8"), "choose one of fp16, fp32"),
     "channel_order_choice": (lambda f: _fast("--channel-order", "YUV"), "choose one of RGB, BGR"),
-    "classes_unknown": (lambda f: _fast("--classes", "coco"), "choose one of cityscapes, voc"),
+    "classes_unknown": (lambda f: _fast("--classes", "coco"), "not a class set or a file"),
     "classes_wrong_count": (lambda f: _fast("--classes", "voc"), "has 21 classes, not 19"),
     "unknown_flag": (lambda f: _fast("--fp8"), "unrecognized arguments: --fp8"),
     "model_and_onnx": (lambda f: _fast("--onnx", str(f["onnx"])), "not both"),

