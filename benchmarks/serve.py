@@ -90,6 +90,21 @@ def bench_remote(url: str, streams: list[np.ndarray], expected: list[list[np.nda
             "labels_differing_from_local": wrong[0]}
 
 
+def time_busy_port_refusal(bundle: Path) -> float:
+    """Seconds ``rtseg serve`` takes to refuse a port in use (it should answer before starting any cluster)."""
+    from rtseg.cli import main as rtseg_main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        t0 = time.perf_counter()
+        code = rtseg_main(["serve", str(bundle), "--port", str(busy.getsockname()[1])])
+        took = time.perf_counter() - t0
+    if code != 2:
+        raise SystemExit(f"rtseg serve on a busy port exited {code}, expected 2")
+    return took
+
+
 def percentiles(lat: list[float]) -> dict:
     q = statistics.quantiles(lat, n=100)
     return {"latency_ms_p50": 1000 * q[49], "latency_ms_p90": 1000 * q[89]}
@@ -119,6 +134,7 @@ def main(argv=None) -> int:
         # The baseline is timed right before and right after the service's runs (the machine's load drifts).
         local_before = bench_local(bundle, streams[0])[0]
         local_1core = bench_local(bundle, streams[0], threads=1)[0]
+        refused_s = time_busy_port_refusal(bundle)  # tests/serve asserts the one line; how fast it comes is here
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -139,10 +155,12 @@ def main(argv=None) -> int:
     stamp["load_average_after"] = list(os.getloadavg())  # the stamp's load_average is the one before
     results = {"machine": stamp, "bundle_input": args.input_size, "frame": list(hw), "replicas": args.replicas,
                "max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms, "service_startup_s": startup,
+               "busy_port_refused_s": refused_s,
                "local": local, "local_one_thread": local_1core, "service": remote}
 
     print(f"{stamp['cpu']}, {stamp['cores_usable']} cores, load {stamp['load_average'][0]:.1f};"
-          f" fast_scnn {args.input_size}, frames {args.frame}; service start {startup:.1f} s")
+          f" fast_scnn {args.input_size}, frames {args.frame}; service start {startup:.1f} s; a busy port refused in"
+          f" {refused_s:.1f} s")
     print(f"{'':>24} {'frames/s':>9} {'vs local':>9} {'p50 ms':>8} {'p90 ms':>8} {'mean batch':>10}")
     print(f"{'local Segmenter':>24} {local['fps']:9.1f} {1.0:9.2f} {local['latency_ms_p50']:8.1f}"
           f" {local['latency_ms_p90']:8.1f} {'-':>10}   (before {local['fps_before']:.1f}, after"

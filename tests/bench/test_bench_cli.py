@@ -55,12 +55,9 @@ def test_writes_table_json_csv_and_plots(bench_run, capsys):
 
 
 def test_tiers_are_consistent(bench_run):
-    """Each tier holds the one before it: (b) is (a)'s inference plus preprocess and postprocess, (c) adds decode,
-    overlay and encode, so the time beyond inference grows from (b) to (c) on every row. ONNX Runtime's figures
-    (its pool does not spin) are steady enough on shared cores to order the latencies themselves: the fastest frame
-    of (a) <= (b) <= (c), with 10% + 0.3 ms for a lone preempted frame. PyTorch's inference time swings by half
-    from frame to frame when other processes share the two cores, more than what (b) adds to (a), so its rows
-    are checked on what the tiers add, not on raw order (medians are ordered on an idle machine)."""
+    """Each tier holds the one before it: (b) times (a)'s inference plus preprocess and postprocess, (c) adds
+    decode, overlay and encode. Which tier is faster is a timing claim, checked by benchmarks/bench.py (tier_order),
+    not here: shared cores make it flaky."""
     _, out = bench_run
     rows = json.loads((out / "bench.json").read_text())["rows"]
     by = {(r["backend"], r["input"], r["tier"]): r for r in rows}
@@ -70,12 +67,8 @@ def test_tiers_are_consistent(bench_run):
             assert set(a["stages_ms"]) == {"infer"}
             assert set(b["stages_ms"]) == {"preprocess", "infer", "postprocess"}
             assert set(c["stages_ms"]) == set(b["stages_ms"]) | {"decode", "overlay", "encode"}
-            beyond_b = b["mean_ms"] - b["stages_ms"]["infer"]
-            beyond_c = c["mean_ms"] - c["stages_ms"]["infer"]
-            assert 0 < beyond_b < beyond_c, (backend, size, beyond_b, beyond_c)
-            if backend == "onnxruntime":
-                ordered = a["min_ms"] <= 1.1 * b["min_ms"] + 0.3 and b["min_ms"] <= 1.1 * c["min_ms"] + 0.3
-                assert ordered, (backend, size, a["min_ms"], b["min_ms"], c["min_ms"])
+            for row in (a, b, c):
+                assert all(v > 0 for v in row["stages_ms"].values()) and 0 < row["min_ms"] <= row["mean_ms"], row
 
 
 @pytest.mark.parametrize("argv, needle", [

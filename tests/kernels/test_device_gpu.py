@@ -63,7 +63,7 @@ def test_a_kernel_on_buffers_with_events_around_it(gpu):
         done.record(stream)
         total, upload = streams.elapsed(start, done), streams.elapsed(start, uploaded)
         assert done.query()  # elapsed waited for it
-        assert 0 < upload < total < 1.0
+        assert 0 < upload < total  # the events are ordered (how long they take: benchmarks/kernels.py)
         for event in (start, uploaded, done):
             event.close()
     np.testing.assert_array_equal(labels, K.upsample_argmax(logits, (512, 1024)))

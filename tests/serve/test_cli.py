@@ -4,7 +4,6 @@ cluster address, bad numbers. ``rtseg run --remote``'s client refuses a service 
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
@@ -16,11 +15,12 @@ from rtseg.serve.client import RemoteSegmenter  # noqa: E402
 
 
 def _one_line_error(capsys, argv, message):
-    t0 = time.monotonic()
+    import ray
+
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("rtseg: error: ") and message in err and err.count("\n") == 1, err
-    assert time.monotonic() - t0 < 15  # failed fast, no cluster started
+    assert not ray.is_initialized()  # failed before any cluster was started (how fast: benchmarks/serve.py)
     return err
 
 

@@ -1,19 +1,28 @@
-"""Real test media made on the spot with PyAV: numbered frames so order and loss can be checked."""
+"""Real test media made on the spot with PyAV: numbered street frames so order, loss and labels can be checked."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
 
+STREET_PERIOD = 120  # street frames repeat after this many (4 s at 30 fps); the index along the top never does
+
+
+@functools.lru_cache(maxsize=1024)
+def _street_bgr(i: int, height: int, width: int) -> np.ndarray:
+    from rtseg.demo.video import VideoSpec, frame_at
+
+    rgb, _ = frame_at(VideoSpec(height=height, width=width, fps=30.0), i % STREET_PERIOD)
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
 def numbered_frame(i: int, height: int, width: int) -> np.ndarray:
-    """A BGR frame whose content depends on ``i``: moving bands plus the index in 8x8 blocks along the top."""
-    yy, xx = np.mgrid[0:height, 0:width]
-    img = np.empty((height, width, 3), np.uint8)
-    img[..., 0] = (xx * 4 + i * 7) % 256
-    img[..., 1] = (yy * 3 + i * 5) % 256
-    img[..., 2] = ((xx + yy) // 8 * 40 + i * 11) % 256
+    """A BGR frame whose content depends on ``i``: frame ``i`` of the demo's street drive (a scene the shared test
+    bundle segments into several classes, different from frame to frame) plus the index in 8x8 blocks along the top."""
+    img = _street_bgr(i, height, width).copy()
     for bit in range(min(12, width // 8)):  # the index in binary, black/white 8x8 blocks: survives compression
         img[0:8, bit * 8:(bit + 1) * 8] = 255 if (i >> bit) & 1 else 0
     return img
