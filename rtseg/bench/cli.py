@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                " (default: the cores this process may use)")
     p.add_argument("--batch", metavar="N,N,...", help="instead of the tiers: per-frame latency and throughput of"
                                                       " segment_batch at these batch sizes, e.g. 1,2,4,8")
+    from ..runtime.multiscale import add_arguments as add_multiscale_arguments
+
+    add_multiscale_arguments(p)  # beside each configuration's rows, its (b) and (c) rows with these passes
     p.add_argument("--no-naive", action="store_true", help="leave out the naive PyTorch baseline row")
     p.add_argument("--out", default="bench_out", help="folder for bench.json, bench.csv and the plots"
                                                       " (default: bench_out)")
@@ -71,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     if not tiers or any(t not in ALL_TIERS for t in tiers):
         raise RtsegError(f"--tiers {args.tiers!r}: use a comma-separated subset of a, b, c")
     backends, sizes = _backends(args.backend), _sizes(args.size)
+    from ..runtime.multiscale import load_options
+
+    args.multiscale = load_options(args)
     batches = None
     if getattr(args, "batch", None) is not None:
         from ..runtime.batch import read_batch_sizes
@@ -188,7 +194,8 @@ def _bench(args, backends, sizes, tiers, source: str, out: Path) -> int:
     frames = host_frames(source, min(args.warmup + args.frames, 64))
     frame_hw = tuple(frames[0].shape[:2])
     per_row = args.warmup + args.frames
-    rows_planned = len(args.bundles) * len(sizes) * (len(backends) * len(tiers) + (0 if args.no_naive else 1))
+    per_config = len(tiers) + (len(set(tiers) - {"a"}) if args.multiscale["scales"] or args.multiscale["flip"] else 0)
+    rows_planned = len(args.bundles) * len(sizes) * (len(backends) * per_config + (0 if args.no_naive else 1))
     measurements: list[T.Measurement] = []
     interrupted = False
     bar = tqdm(total=rows_planned * per_row, desc="bench", unit="frame", dynamic_ncols=True, disable=None)
@@ -216,6 +223,8 @@ def _bench(args, backends, sizes, tiers, source: str, out: Path) -> int:
                                 T.in_worker(T.with_transfers, seg, frames, m, args.frames, args.warmup, bar.update)
                             else:
                                 T.end_to_end(seg, source, m, args.frames, args.warmup, bar.update)
+                    if args.multiscale["scales"] or args.multiscale["flip"]:
+                        _multiscale_rows(bundle, name, backend, size, frames, source, tiers, args, bar, measurements)
                 if not args.no_naive and input_size is not None:
                     _naive_row(bundle, name, input_size, frame_hw, frames, args, bar, measurements)
     except KeyboardInterrupt:
@@ -240,11 +249,11 @@ def _bench(args, backends, sizes, tiers, source: str, out: Path) -> int:
     return 130 if interrupted else 0
 
 
-def _load(bundle: str, backend: str, device: str | None, precision: str | None, size):
+def _load(bundle: str, backend: str, device: str | None, precision: str | None, size, **multiscale):
     """Load one configuration; a GPU that was asked for and not used is an error, never a slow figure."""
     from ..runtime import load
 
-    seg = load(bundle, backend=backend, device=device, precision=precision, input_size=size)
+    seg = load(bundle, backend=backend, device=device, precision=precision, input_size=size, **multiscale)
     info = seg.describe()
     if device and device.lower() not in ("cpu", "auto") and not str(info.get("device", "")).startswith("cuda"):
         seg.close()
@@ -252,6 +261,28 @@ def _load(bundle: str, backend: str, device: str | None, precision: str | None, 
                          f" {info.get('device')} ({info.get('provider')}); fix the GPU set-up (rtseg info {bundle})"
                          f" instead of benchmarking the CPU")
     return seg
+
+
+def _multiscale_rows(bundle, name, backend, size, frames, source, tiers, args, bar, measurements) -> None:
+    """The configuration again with --scales/--flip: its (b) and (c) rows, named "BUNDLE (scales ... + flip)" (tier
+    (a) times one model call, which the passes do not change)."""
+    from ..runtime.multiscale import label
+    from . import tiers as T
+
+    frame_hw = tuple(frames[0].shape[:2])
+    with _load(bundle, backend, args.device, args.precision, size, **args.multiscale) as seg:
+        info, input_size = seg.describe(), tuple(seg.input_size_for(frame_hw))
+        T.in_worker(T.warm_up, seg, frames, args.warmup, lambda: None)
+        for tier in [t for t in tiers if t != "a"]:
+            m = T.Measurement(f"{name} ({label(**args.multiscale)})", info.get("backend", backend), tier,
+                              input_size, frame_hw, info)
+            bar.write(f"bench: {m.bundle} {m.backend} {input_size[0]}x{input_size[1]} {tier}: {T.TIERS[tier]}",
+                      file=sys.stderr)
+            measurements.append(m)
+            if tier == "b":
+                T.in_worker(T.with_transfers, seg, frames, m, args.frames, args.warmup, bar.update)
+            else:
+                T.end_to_end(seg, source, m, args.frames, args.warmup, bar.update)
 
 
 def _naive_row(bundle: str, name: str, input_size, frame_hw, frames, args, bar, measurements: list) -> None:

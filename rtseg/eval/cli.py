@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: chosen by the backend)")
     p.add_argument("--precision", choices=("fp16", "fp32"), help="which ONNX graph of BUNDLE to run")
     p.add_argument("--weights", help="checkpoint for --backend torch when the bundle's is elsewhere")
+    from ..runtime.multiscale import add_arguments as add_multiscale_arguments
+
+    add_multiscale_arguments(p)
     p.add_argument("--against", metavar="BUNDLE_OR_BACKEND",
                    help="parity: another bundle, or a backend of the same bundle; ':fp16'/':fp32' picks its graph")
     p.add_argument("--pred", metavar="MASK_DIR", help="score masks written by rtseg run --save-masks instead")
@@ -53,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         raise RtsegError("--labels goes with --pred MASK_DIR (two folders of PNGs); to run a BUNDLE use --data")
     if not args.data and not args.labels:
         raise RtsegError("pass --data DIR (a labelled set), or --pred MASK_DIR --labels LABEL_DIR")
+    from ..runtime.multiscale import load_options
+
+    multiscale = load_options(args)
+    if args.pred and (multiscale["scales"] or multiscale["flip"]):
+        raise RtsegError("--scales/--flip change how a BUNDLE segments; --pred scores saved masks: drop them")
     from ..video.paths import output_dir
 
     args.out = output_dir("eval", args.out)
@@ -65,11 +73,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _load(bundle: str, backend: str, args, precision: str | None = None):
     from ..runtime import load
+    from ..runtime.multiscale import load_options
 
     if not Path(bundle).exists():
         raise RtsegError(f"bundle {bundle} does not exist; make one with: rtseg export ... --out {bundle}")
     return load(bundle, backend=backend, device=args.device, precision=precision,
-                weights=args.weights if backend == "torch" else None)
+                weights=args.weights if backend == "torch" else None, **load_options(args))
 
 
 def _labelled(args) -> int:

@@ -22,21 +22,26 @@ from .segmenter import SegmentResult as SegmentResult
 
 def load(bundle: str | os.PathLike, backend: str = "auto", device: str | None = None, *,
          precision: str | None = None, input_size: tuple[int, int] | None = None, weights=None,
-         threads: int | None = None) -> Segmenter:
+         threads: int | None = None, scales=None, flip: bool = False) -> Segmenter:
     """Open a bundle made by ``rtseg export`` and make it ready to segment frames.
 
     backend: "auto" (TensorRT engine -> ONNX Runtime CUDA -> ONNX Runtime CPU), "tensorrt", "onnxruntime" or
     "torch". device: None (choose), "cpu", "cuda" or "cuda:N". precision: which ONNX graph ("fp16"/"fp32"; default
     FP16 on a GPU, FP32 on the CPU). input_size: fix the network input size of a dynamic bundle (default: chosen
     per frame). weights: the checkpoint for the torch backend when the one recorded in the bundle is elsewhere.
-    threads: ONNX Runtime CPU threads (default: the cores this process may use).
+    threads: ONNX Runtime CPU threads (default: the cores this process may use). scales, flip: multi-scale and
+    flip inference, e.g. ``scales=(0.75, 1.0, 1.25), flip=True``: each frame runs at every scale of its input size
+    (a dynamic bundle; a fixed-size one takes scale 1 only) and, with flip, mirrored too; the passes' logits are
+    averaged before one upsample+argmax (:mod:`rtseg.runtime.multiscale`).
     """
     from ..bundle import open_bundle
+    from .multiscale import read_scales
     from .select import choose_runner
 
+    scales = read_scales(scales, "scales") if scales is not None else None
     b = open_bundle(bundle)
     runner, why = choose_runner(b, backend, device, precision, weights, threads)
-    seg = Segmenter(b, runner, why, input_size)
+    seg = Segmenter(b, runner, why, input_size, scales, flip)
     if runner.on_gpu and runner.backend == "onnxruntime" and runner.stream is None:
         from .gpu import new_stream
 

@@ -53,7 +53,8 @@ class Segmenter:
 
     thread_safe = False  # one frame at a time: the input buffers are reused
 
-    def __init__(self, bundle: Bundle, runner: Runner, why: str, input_size: tuple[int, int] | None = None):
+    def __init__(self, bundle: Bundle, runner: Runner, why: str, input_size: tuple[int, int] | None = None,
+                 scales=None, flip: bool = False):
         from ..kernels import label_dtype
 
         self.bundle, self.manifest = Path(bundle.root), bundle.manifest
@@ -80,6 +81,11 @@ class Segmenter:
         self.label_dtype = label_dtype(self.num_classes)
         self._inputs: dict[tuple[int, int], np.ndarray] = {}
         self._gpu = None  # the resident path's buffers, made on the first GPU frame
+        from .multiscale import MultiScale
+
+        ms = MultiScale(self, scales, flip)
+        #: the passes of multi-scale/flip inference (:mod:`.multiscale`); None for one pass per frame
+        self.multiscale: MultiScale | None = ms if ms.active else None
 
     # -- the surface --------------------------------------------------------------------------------------
     @property
@@ -92,8 +98,11 @@ class Segmenter:
 
     def describe(self) -> dict:
         """Which backend, device, provider and graph run this bundle, and why that one was chosen."""
-        return {**self.runner.describe(), "why": self.why, "bundle": str(self.bundle),
+        info = {**self.runner.describe(), "why": self.why, "bundle": str(self.bundle),
                 "model": self.manifest.model.name, "output": self.output_kind}
+        if self.multiscale is not None:  # e.g. {"scales": [0.75, 1.0, 1.25], "flip": True, "passes": 6}
+            info["multiscale"] = self.multiscale.describe()
+        return info
 
     def input_size_for(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         return self.fixed_size or self.spec.size_for(frame_hw)
@@ -104,6 +113,8 @@ class Segmenter:
         ``overlay=alpha`` also returns the frame with the class colours blended in (on a GPU, made there too).
         """
         frame = check_frame(frame)
+        if self.multiscale is not None:
+            return self.multiscale.segment(frame, return_score, overlay)
         if self.runner.on_gpu:
             return self._segment_gpu(frame, return_score, overlay)
         t0 = time.perf_counter()
@@ -131,6 +142,8 @@ class Segmenter:
         """Several frames as one inference where the graph has a batch axis (``rtseg export --max-batch N``, or
         PyTorch), one call per frame where it takes batch 1; labels equal to :meth:`segment`'s (see
         :mod:`rtseg.runtime.batch`)."""
+        if self.multiscale is not None:  # several passes per frame: one frame at a time
+            return [self.segment(f, return_score) for f in frames]
         from .batch import segment_batch
 
         return segment_batch(self, frames, return_score)
@@ -159,7 +172,8 @@ class Segmenter:
                 runner = None if self.runner.on_gpu else self.runner.replica(threads)
                 if runner is None:
                     break
-                copy = Segmenter(self._opened, runner, self.why, self.fixed_size)
+                ms = self.multiscale
+                copy = Segmenter(self._opened, runner, self.why, self.fixed_size, ms and ms.scales, ms and ms.flip)
                 copy.threads = threads
                 runner.activate()
                 made.append(copy)
@@ -183,10 +197,10 @@ class Segmenter:
         self.close()
 
     # -- stages -------------------------------------------------------------------------------------------
-    def _preprocess(self, frame: np.ndarray) -> np.ndarray:
+    def _preprocess(self, frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         from ..kernels import preprocess
 
-        size = self.input_size_for(frame.shape[:2])
+        size = size or self.input_size_for(frame.shape[:2])
         buf = self._inputs.get(size)
         if buf is None:  # one input buffer per size, reused frame after frame
             self.spec.check(size)
