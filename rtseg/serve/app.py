@@ -35,6 +35,7 @@ class ServeOptions:
     device: str | None = None
     max_frame: tuple[int, int] = DEFAULT_MAX_FRAME
     num_cpus: int | None = None  # size of a local cluster (default: this machine's cores)
+    proxy_location: str = "HeadOnly"  # HeadOnly: one HTTP proxy, on the head; EveryNode: one per node with replicas
     ray_init: dict = field(default_factory=dict)  # extra ray.init arguments for a local cluster
 
 
@@ -45,6 +46,8 @@ class Service:
     url: str
     handle: object
     joined: bool
+    bundle_sha256: str | None = None
+    bundle_ref: object = None  # the object-store reference of the bundle's bytes, kept while the service runs
 
     def stop(self) -> None:
         from ray import serve
@@ -75,15 +78,19 @@ def start(opts: ServeOptions) -> Service:
         check_reachable(opts.address)  # the HTTP proxy then listens on the cluster's nodes, not necessarily here
     else:
         check_port_free(opts.host, opts.port)
+    from .package import pack
+
+    package = pack(bundle)  # checked here, before Ray starts: a changed artifact is one line
     _init_ray(ray, opts)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines on every start and stop
     try:
-        serve.start(http_options={"host": opts.host, "port": opts.port})
+        ref = ray.put(package)  # owned by this process: it lives as long as the service, on the head's node
+        serve.start(proxy_location=opts.proxy_location, http_options={"host": opts.host, "port": opts.port})
         threads = max(1, int(round(opts.cpus_per_replica))) if opts.gpus_per_replica == 0 else None
         app = SegmentService.options(
             num_replicas=opts.replicas, max_ongoing_requests=max(16, 2 * opts.max_batch),
             ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica},
-        ).bind(str(bundle), opts.backend, opts.device, threads, opts.max_batch, opts.batch_wait_ms, opts.max_frame)
+        ).bind([ref], opts.backend, opts.device, threads, opts.max_batch, opts.batch_wait_ms, opts.max_frame)
         handle = serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     except BaseException as exc:  # Ctrl-C included: nothing of ours stays deployed
         try:
@@ -100,7 +107,8 @@ def start(opts: ServeOptions) -> Service:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise RtsegError(f"Ray Serve could not start the application: {first}") from None
     host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
-    return Service(url=f"http://{host}:{opts.port}", handle=handle, joined=bool(opts.address))
+    return Service(url=f"http://{host}:{opts.port}", handle=handle, joined=bool(opts.address),
+                   bundle_sha256=package.bundle_sha256, bundle_ref=ref)
 
 
 def _check_options(opts: ServeOptions) -> None:

@@ -8,7 +8,8 @@ import threading
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", help="a bundle folder written by rtseg export (the same path on every node)")
+    parser.add_argument("bundle", help="a bundle folder written by rtseg export (read and verified here, then"
+                                       " handed to every replica through Ray: no copy on the other nodes)")
     parser.add_argument("--replicas", type=int, default=1, help="replicas, each holding one Segmenter (default 1)")
     parser.add_argument("--gpus-per-replica", type=float, default=0.0,
                         help="GPUs per replica, fractions allowed (default 0: CPU)")
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     parser.add_argument("--address", help="join this Ray cluster (HOST:PORT of its head, or ray://HOST:10001)"
                                           " instead of starting a local one")
+    parser.add_argument("--proxy-location", default="HeadOnly", choices=("HeadOnly", "EveryNode"),
+                        help="HTTP proxies: HeadOnly (default; the URL printed) or EveryNode (one per node with"
+                             " replicas, each on --port: for a load balancer in front)")
     parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime or torch (default auto)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: choose)")
     parser.add_argument("--max-frame", default="4320x7680", metavar="HxW",
@@ -35,10 +39,12 @@ def run(args: argparse.Namespace) -> int:
     opts = ServeOptions(bundle=args.bundle, replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
                         gpus_per_replica=args.gpus_per_replica, max_batch=args.max_batch,
                         batch_wait_ms=args.batch_wait_ms, host=args.host, port=args.port, address=args.address,
-                        backend=args.backend, device=args.device, max_frame=parse_size(args.max_frame, "--max-frame"))
+                        backend=args.backend, device=args.device, max_frame=parse_size(args.max_frame, "--max-frame"),
+                        proxy_location=args.proxy_location)
     service = start(opts)
     try:
-        print(f"rtseg: serving {args.bundle} on {args.replicas} replica(s) at {service.url}/segment"
+        print(f"rtseg: serving {args.bundle} (bundle sha256 {service.bundle_sha256[:12]}...) on {args.replicas}"
+              f" replica(s) at {service.url}/segment"
               f" (health: {service.url}/health); Ctrl-C stops", file=sys.stderr, flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:

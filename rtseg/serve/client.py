@@ -49,6 +49,7 @@ class RemoteSegmenter:
         self.retried = 0  # requests sent again after a transport error or a 5xx
         self.batch_sizes: dict[int, int] = {}  # batch size the service ran a frame in -> frames
         self.replica_frames: dict[str, int] = {}  # replica id -> frames it answered
+        self.node_frames: dict[str, int] = {}  # Ray node id -> frames its replicas answered
         status, body, _ = self._request("GET", "/info", retry=True)
         if status != 200:
             raise RtsegError(f"{url} answered {status} to GET /info; is it an rtseg serve service?")
@@ -81,9 +82,11 @@ class RemoteSegmenter:
                              f" {answer.decode(errors='replace').strip()}")
         labels = codec.decode_labels(answer, got)
         batch, replica = int(got.get(codec.BATCH_SIZE, 1)), got.get(codec.REPLICA, "?")
+        node = got.get(codec.NODE, "?")
         with self._lock:
             self.batch_sizes[batch] = self.batch_sizes.get(batch, 0) + 1
             self.replica_frames[replica] = self.replica_frames.get(replica, 0) + 1
+            self.node_frames[node] = self.node_frames.get(node, 0) + 1
         shown = self.overlay(frame, labels, overlay) if overlay is not None else None
         t3 = time.perf_counter()
         return SegmentResult(labels, {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": t3 - t2},

@@ -17,6 +17,7 @@ from ..errors import RtsegError
 FRAME_SHAPE = "X-Frame-Shape"
 LABELS_SHAPE, LABELS_DTYPE = "X-Labels-Shape", "X-Labels-Dtype"
 REPLICA, BATCH_SIZE = "X-Replica", "X-Batch-Size"
+NODE = "X-Ray-Node"  # the Ray node id of the replica that answered
 DEFAULT_MAX_FRAME = (4320, 7680)  # 8K UHD
 
 

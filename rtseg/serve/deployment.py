@@ -3,7 +3,13 @@
 Requests from every client (HTTP or a Python handle) reach a replica's :meth:`SegmentService.segment_frames`
 through ``@serve.batch``: the frames that arrive within ``batch_wait_ms`` of each other (up to ``max_batch``) go to
 ``Segmenter.segment_batch`` in one call, run on a worker thread so the replica keeps accepting the next batch.
-Each answer carries the replica that ran it and the size of its batch, so clients can count the batching.
+Each answer carries the replica that ran it, the Ray node it runs on and the size of its batch, so clients can
+count the batching and the spread over nodes.
+
+The bundle comes from Ray, not from a path: ``bundle`` is a one-item list holding the object-store reference of
+the :class:`~rtseg.serve.package.Package` the head verified (a list, so Serve hands the replica the reference, not
+the bytes, and the replica fetches them on its own node); the replica writes it into a folder of its own and
+re-checks every sha256 before loading (:func:`rtseg.serve.package.unpack`). A plain path still works (one machine).
 
 HTTP routes (under the application's route prefix):
     GET  /health    200 {"status": "ok", ...} while the replica's segmenter is loaded
@@ -26,11 +32,22 @@ from . import codec
 
 @serve.deployment(name="rtseg", health_check_period_s=5, health_check_timeout_s=30)
 class SegmentService:
-    def __init__(self, bundle: str, backend: str = "auto", device: str | None = None, threads: int | None = None,
+    def __init__(self, bundle, backend: str = "auto", device: str | None = None, threads: int | None = None,
                  max_batch: int = 8, batch_wait_ms: float = 5.0, max_frame=codec.DEFAULT_MAX_FRAME):
+        import ray
+
         from rtseg.runtime import load
 
+        self.bundle_sha256, self.folder = None, None
+        if isinstance(bundle, list):  # [ObjectRef of a Package]: the bytes the head verified
+            from rtseg.serve.package import unpack
+
+            package = ray.get(bundle[0])
+            self.folder = unpack(package)
+            self.bundle_sha256 = package.bundle_sha256
+            bundle = str(self.folder)
         self.seg = load(bundle, backend=backend, device=device, threads=threads)
+        self.node = ray.get_runtime_context().get_node_id()
         self.segment_frames.set_max_batch_size(max_batch)
         self.segment_frames.set_batch_wait_timeout_s(batch_wait_ms / 1000.0)
         self.max_frame = tuple(max_frame)
@@ -38,7 +55,8 @@ class SegmentService:
         self.batch_sizes: collections.Counter = collections.Counter()
         self.info_doc = {"model": self.seg.manifest["model"].get("name"), "num_classes": self.seg.num_classes,
                          "class_names": self.seg.class_names, "palette": self.seg.palette.tolist(),
-                         "describe": {k: str(v) for k, v in self.seg.describe().items()}}
+                         "describe": {k: str(v) for k, v in self.seg.describe().items()},
+                         "bundle_sha256": self.bundle_sha256, "node": self.node}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
     async def segment_frames(self, frames: list[np.ndarray]) -> list[tuple]:
@@ -70,7 +88,13 @@ class SegmentService:
 
     def stats(self) -> dict:
         """This replica's batch-size histogram: {size: batches}."""
-        return {"replica": self.replica, "batch_sizes": dict(self.batch_sizes)}
+        return {"replica": self.replica, "node": self.node, "batch_sizes": dict(self.batch_sizes)}
+
+    def __del__(self):
+        import shutil
+
+        if getattr(self, "folder", None) is not None:  # this replica's copy of the bundle
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def check_health(self) -> None:
         """Called by Serve's controller; a replica whose segmenter is gone is replaced."""
@@ -80,7 +104,7 @@ class SegmentService:
     # -- HTTP -----------------------------------------------------------------------------------------------
     async def __call__(self, request: Request) -> Response:
         route = request.url.path.rstrip("/").rsplit("/", 1)[-1]
-        headers = {codec.REPLICA: self.replica}
+        headers = {codec.REPLICA: self.replica, codec.NODE: self.node}
         if request.method == "GET" and route == "health":
             return JSONResponse({"status": "ok", "replica": self.replica, "model": self.info_doc["model"]},
                                 headers=headers)

@@ -1,0 +1,169 @@
+"""``rtseg serve --address`` on a real multi-node Ray cluster (issue #23, items 1 and 2).
+
+``ray.cluster_utils.Cluster`` starts a head (no CPUs: it runs Serve's controller and proxy, no replica) and two
+worker nodes with two CPUs each, every one its own raylet and object store; ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+in the environment before Ray starts keeps the head, the nodes and the serve driver on 127.0.0.1, so no traffic goes
+to the machine's network address. ``rtseg serve`` runs as its own process, as a user starts it; the bundle's folder
+is deleted as soon as it serves. Four streams then run while one worker node is killed (its raylet and every worker
+process on it, not a replica): each stream gets every frame once, in order, equal to a local Segmenter's; Serve
+restarts the lost replica on the surviving node, which loads the bundle from Ray (its folder is gone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray[serve] is not installed (pip install 'rtseg[serve]')")
+
+from rtseg.runtime import load  # noqa: E402
+from rtseg.scenes import synthetic_scenes  # noqa: E402
+from rtseg.serve.client import RemoteSegmenter  # noqa: E402
+
+pytestmark = pytest.mark.slow  # about two minutes: three raylets, a node's death detected by Ray's health checks
+LOCAL = "127.0.0.1"
+STREAMS, FRAMES, KILL_AT = 4, 60, 15
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOCAL, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    from ray._private import ray_constants
+
+    store = 100 * 1024 * 1024
+    with pytest.MonkeyPatch.context() as mp:
+        # Every Ray process started from here reads the variable at its start; this process read it when it first
+        # imported Ray (another test module may have), so its copy of the flag is set to what the variable says.
+        mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        mp.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": store,
+                                                          "include_dashboard": False})
+        workers = [c.add_node(num_cpus=2, object_store_memory=store) for _ in range(2)]
+        c.wait_for_nodes()
+        try:
+            yield c, workers
+        finally:
+            c.shutdown()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"rtseg serve exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"rtseg serve did not become healthy within {timeout} s")
+
+
+def test_replicas_on_two_nodes_survive_a_node_loss(cluster, fast_scnn_bundle, tmp_path):
+    c, workers = cluster
+    assert {n.node_ip_address for n in [c.head_node, *workers]} == {LOCAL}, "a Ray node left 127.0.0.1"
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fast_scnn_bundle, bundle)
+    bundle_sha = hashlib.sha256((bundle / "rtseg.json").read_bytes()).hexdigest()
+    port = free_port()
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "rtseg", "serve", str(bundle), "--address", c.address,
+                             "--replicas", "2", "--cpus-per-replica", "1", "--port", str(port), "--max-batch", "4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    url = f"http://{LOCAL}:{port}"
+    try:
+        _wait_healthy(url, proc)
+        shutil.rmtree(bundle)  # from now on the bundle exists only in Ray
+
+        remote = RemoteSegmenter(url, retries=20, backoff=0.25, timeout=60)
+        assert remote.info["bundle_sha256"] == bundle_sha
+        frames = [np.ascontiguousarray(synthetic_scenes(FRAMES, 360, 640, seed=10 + k)[..., ::-1])
+                  for k in range(STREAMS)]
+        with load(fast_scnn_bundle, threads=1) as local:
+            expected = [[local.segment(f).labels for f in stream] for stream in frames]
+
+        worker_ids = {w.node_id: w for w in workers}
+        before: dict[str, set] = {"replicas": set(), "nodes": set()}
+        results: list[list] = [[] for _ in range(STREAMS)]
+        errors: list = []
+        reached = threading.Event()
+
+        def stream(k: int) -> None:
+            try:
+                for i, frame in enumerate(frames[k]):
+                    results[k].append(remote.segment(frame).labels)
+                    if k == 0 and i + 1 == KILL_AT:
+                        reached.set()
+                        time.sleep(0.5)  # the other stream's request is in flight while the node goes
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                reached.set()
+
+        threads = [threading.Thread(target=stream, args=(k,)) for k in range(STREAMS)]
+        for t in threads:
+            t.start()
+        assert reached.wait(120)
+        before["replicas"] = set(remote.replica_frames)
+        before["nodes"] = set(remote.node_frames)
+        assert before["nodes"] == set(worker_ids), (
+            f"replicas should run on both worker nodes, answers came from {before['nodes']}")
+        victim = workers[0]
+        c.remove_node(victim, allow_graceful=False)  # the node's raylet and worker processes, not a replica
+        for t in threads:
+            t.join(300)
+        assert not errors, errors
+        # four streams on two replicas keep requests queued on the lost node: they failed there and were sent again
+        assert remote.retried >= 1, "no request was in flight on the lost node; the kill came too late to test it"
+        for k in range(STREAMS):
+            assert len(results[k]) == FRAMES, f"stream {k} got {len(results[k])} answers for {FRAMES} frames"
+            for i, (got, want) in enumerate(zip(results[k], expected[k])):
+                assert np.array_equal(got, want), f"stream {k} frame {i} differs from the local Segmenter's"
+
+        # Serve replaces the lost replica on the surviving node; it loads the bundle from Ray (the folder is gone).
+        survivor = workers[1].node_id
+        deadline = time.monotonic() + 180
+        new = set()
+        while time.monotonic() < deadline and not new:
+            remote.segment(frames[0][0])
+            new = {r for r in remote.replica_frames if r not in before["replicas"]}
+            time.sleep(0.2)
+        assert new, "no replacement replica answered within 180 s"
+        nodes_now = set()
+        for _ in range(40):
+            with urllib.request.urlopen(url + "/info", timeout=30) as resp:
+                info = json.loads(resp.read())
+            assert info["bundle_sha256"] == bundle_sha
+            nodes_now.add(info["node"])
+        assert nodes_now == {survivor}, f"answers after the loss came from {nodes_now}, not only {survivor}"
+        assert victim.node_id not in nodes_now
+        remote.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
