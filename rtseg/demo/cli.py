@@ -11,11 +11,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for the video, bundle, overlay, masks and demo.json (default: %(default)s)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, torch or tensorrt (default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's choice)")
-    p.add_argument("--serve", nargs="?", const="8080", default=None, metavar="[HOST:]PORT",
-                   help="also show the run in a browser (default port 8080, on 127.0.0.1)")
-    p.add_argument("--frames", type=int, default=None, help="frames of street video to render (default 120)")
+    from ..video.cli import SERVE_PORT, add_frame_limit
+
+    p.add_argument("--serve", nargs="?", const=SERVE_PORT, default=None, metavar="[HOST:]PORT",
+                   help=f"also show the run in a browser (port {SERVE_PORT} if none is given, on 127.0.0.1)")
+    add_frame_limit(p, "frames of street video to render and run (default: 120)", "--frames")
     p.add_argument("--video-size", default=None, metavar="HxW", help="street video size (default 720x1280)")
-    p.add_argument("--bench-frames", type=int, default=30, help="frames per bench tier; 0 skips the bench")
+    p.add_argument("--bench-frames", type=int, default=30, help="frames per bench tier; 0 skips the bench"
+                   " (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,14 +27,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import RtsegError
     from ..sizes import read_size
     from .run import DemoOptions, run_demo
-    from .summary import summary_lines
+    from .summary import next_steps, summary_lines
     from .video import VideoSpec
 
     spec = VideoSpec()
-    if args.frames is not None:
-        if args.frames < 1:
-            raise RtsegError(f"--frames must be at least 1, got {args.frames}")
-        spec = replace(spec, frames=args.frames)
+    if args.max_frames is not None:
+        if args.max_frames < 1:
+            raise RtsegError(f"--max-frames must be at least 1, got {args.max_frames}")
+        spec = replace(spec, frames=args.max_frames)
     if args.video_size is not None:
         h, w = read_size(args.video_size, "--video-size")
         if h < 32 or w < 32:
@@ -42,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     opts = DemoOptions(out=args.out, backend=args.backend, device=args.device, serve=args.serve, video=spec,
                        bench_frames=args.bench_frames)
     result = run_demo(opts)
-    print("\n".join(summary_lines(result)), flush=True)
+    print("\n".join(summary_lines(result) + next_steps(result)), flush=True)
     return 0

@@ -97,6 +97,7 @@ def run_demo(opts: DemoOptions, say=print) -> dict:
 
     result = {
         "video": str(street / VIDEO_FILE), "labels": str(street / LABELS_DIR), "bundle": str(bundle),
+        "weights": str(weights),
         "overlay": summary.outputs.get("save", {}).get("path"), "masks": str(out / "masks"),
         "serve": started.get("serve"), "frames": summary.frames, "rendered_frames": opts.video.frames,
         "runtime": describe, "pipeline": summary.to_dict(), "accuracy": accuracy, "bench": bench,

@@ -40,3 +40,36 @@ def summary_lines(r: dict) -> list[str]:
                      f" {held['frames']} frames")
     lines.append(f"  details    {r['summary_file']}")
     return lines
+
+
+def next_commands(r: dict) -> dict[str, str]:
+    """The commands that take a user from the demo to their own data, with the demo's real paths (a test runs
+    them as printed)."""
+    import shlex
+
+    from .run import INPUT_SIZE, MODEL, NUM_CLASSES
+
+    q = shlex.quote
+    bundle, video = q(r["bundle"]), q(r["video"])
+    return {
+        "your video": f"rtseg run {bundle} {video}",
+        "a webcam": f"rtseg run {bundle} 0 --serve",
+        "evaluate": f"rtseg eval {bundle} --pred {q(r['masks'])} --labels {q(r['labels'])}",
+        "your model": (f"rtseg export --model {MODEL} --weights {q(r['weights'])} --num-classes {NUM_CLASSES}"
+                       f" --input-size {INPUT_SIZE[0]}x{INPUT_SIZE[1]} --out runs/export/{MODEL}"),
+    }
+
+
+def next_steps(r: dict) -> list[str]:
+    """What to type next: the same bundle on your own video or webcam, its masks scored, your own checkpoint."""
+    c = next_commands(r)
+    return ["",
+            "next steps (copy a line; put your own video, image folder or rtsp:// URL in place of the street video):",
+            f"  {c['your video']}",
+            "      segments it and saves the overlay under runs/run/N/ (--visualize side, --serve, --save-masks DIR)",
+            f"  {c['a webcam']}",
+            "      your webcam live, in a browser at http://127.0.0.1:8080/",
+            f"  {c['evaluate']}",
+            "      scores the demo's masks against its labels, with class names (runs/eval/N/)",
+            f"  {c['your model']}",
+            "      your own checkpoint (--weights YOUR.pth, --num-classes) into a verified bundle to run the same way"]

@@ -73,5 +73,5 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path):
     assert main(["demo", "--frames", "0", "--out", str(tmp_path / "d")]) == 2
     assert main(["demo", "--video-size", "big", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith("rtseg: error: --frames") and err[1].startswith("rtseg: error: --video-size")
+    assert err[0].startswith("rtseg: error: --max-frames") and err[1].startswith("rtseg: error: --video-size")
     assert not (tmp_path / "d").exists()
