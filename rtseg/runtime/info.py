@@ -9,7 +9,8 @@ from ..errors import RtsegError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="a bundle folder written by rtseg export (or its rtseg.json)")
-    parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime or torch (default: auto)")
+    parser.add_argument("--backend", default="auto",
+                        help="auto, tensorrt, onnxruntime, openvino or torch (default: auto)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: choose)")
 
 

@@ -73,8 +73,9 @@ class OpenVinoRunner(Runner):
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError and its own types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise RtsegError(f"OpenVINO cannot read or compile {self.path}: {first}") from None
-        self.inference_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        if _HINT[self.precision] not in self.inference_precision:  # never a silent change of precision
+        used = self.compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino Type, e.g. f32
+        self.inference_precision = used.get_type_name() if hasattr(used, "get_type_name") else str(used)
+        if self.inference_precision != _HINT[self.precision]:  # never a silent change of precision
             raise RtsegError(f"OpenVINO compiled {self.path.name} with inference precision"
                              f" {self.inference_precision}, not the {_HINT[self.precision]} asked for")
         self.request = self.compiled.create_infer_request()

@@ -1,8 +1,11 @@
 """Which backend runs a bundle: ``auto`` tries the TensorRT engine, then ONNX Runtime on CUDA, then on the CPU.
 
-Which graph runs where: the FP16 graph on a GPU (it is what the engine is built from, and what GPUs run fast), the
-FP32 graph on the CPU, where ONNX Runtime's FP16 kernels are slower than its FP32 ones. ``precision=`` overrides.
-Every choice is recorded with its reason, so ``Segmenter.describe()`` says why a bundle runs where it does.
+Which graph runs where: the FP16 graph on a GPU (it is what the engine is built from, and what GPUs run fast). On
+the CPU, :func:`cpu_choice`: the fastest runner and precision the bundle holds that passed its gate, by a rule
+measured with benchmarks/precision.py (docs/precision.md): the INT8 graph on ONNX Runtime where the bundle has
+one, else BF16 on OpenVINO where the bundle's BF16 gate passed and OpenVINO and a BF16 CPU are here, else the FP32
+graph on ONNX Runtime (the fastest FP32 engine measured here). ``precision=`` overrides. Every choice is recorded
+with its reason, so ``Segmenter.describe()`` says why a bundle runs where it does.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from ..errors import RtsegError
 from ..sizes import parse_device
 from .base import Runner
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
+PRECISIONS = ("fp16", "fp32", "int8", "bf16")
 
 
 @functools.cache
@@ -39,9 +43,11 @@ def choose_runner(bundle: Bundle, backend: str = "auto", device: str | None = No
     """(runner, why) for the bundle; the runner is not yet active."""
     if backend not in BACKENDS:
         raise RtsegError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if precision not in (None, "fp16", "fp32"):
-        raise RtsegError(f"precision must be fp16 or fp32, not {precision!r}")
+    if precision not in (None, *PRECISIONS):
+        raise RtsegError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     device = parse_device(device)
+    if backend == "openvino" and device not in (None, "cpu"):
+        raise RtsegError(f"the OpenVINO runner runs on the CPU only, not {device}; drop --device or use cpu")
     if device is not None and device.startswith("cuda") and (reason := gpu_missing_reason()):
         raise RtsegError(f"device {device} was asked for, but {reason}; use device='cpu'")
     if backend == "tensorrt":
@@ -49,6 +55,9 @@ def choose_runner(bundle: Bundle, backend: str = "auto", device: str | None = No
     if backend == "torch":
         dev = device or ("cuda:0" if gpu_missing_reason() is None else "cpu")
         return _torch(bundle, dev, weights), f"asked for (--backend torch) on {dev}"
+    if backend == "openvino":
+        prec = precision or cpu_choice(bundle, "openvino")[1]
+        return _openvino(bundle, prec, threads), f"asked for (--backend openvino), {prec}"
     if backend == "onnxruntime":
         dev = device or ("cuda:0" if _ort_cuda_missing() is None else "cpu")
         return _onnxruntime(bundle, dev, precision, threads), f"asked for (--backend onnxruntime) on {dev}"
@@ -72,9 +81,54 @@ def _auto(bundle: Bundle, device: str | None, precision, threads) -> tuple[Runne
         passed_over.append(gpu or ort)
         if device is not None:  # a GPU was asked for and none of the GPU backends can run
             raise RtsegError(f"device {device} was asked for, but {'; '.join(passed_over)}")
-    runner = _onnxruntime(bundle, "cpu", precision, threads)
-    why = "ONNX Runtime on the CPU" + (f" ({'; '.join(passed_over)})" if passed_over else " (device='cpu')")
-    return runner, why
+    if precision is not None:
+        backend, why = ("openvino", "BF16 runs on OpenVINO") if precision == "bf16" else ("onnxruntime", "asked for")
+    else:
+        backend, precision, why = cpu_choice(bundle)
+    runner = _openvino(bundle, precision, threads) if backend == "openvino" else \
+        _onnxruntime(bundle, "cpu", precision, threads)
+    return runner, f"{why}" + (f" ({'; '.join(passed_over)})" if passed_over else " (device='cpu')")
+
+
+def _gate_passed(bundle: Bundle, key: str) -> bool:
+    return bool((bundle.manifest.verification.get(key) or {}).get("passed"))
+
+
+def cpu_choice(bundle: Bundle, backend: str | None = None) -> tuple[str, str, str]:
+    """(backend, precision, why) of the fastest CPU runner the bundle holds that passed its gate.
+
+    The rule, from benchmarks/precision.py (one thread, CPU time per inference at 512x1024; docs/precision.md): the
+    INT8 graph on ONNX Runtime (1.9x to 4.6x the FP32 graph's speed; OpenVINO on the same graph within a few percent),
+    else OpenVINO BF16 (1.7x to 2x), else the FP32 graph on ONNX Runtime (OpenVINO FP32 0.87x to 0.98x of it).
+    ``backend`` limits the choice to one runner."""
+    if bundle.artifact_path("onnx_int8") is not None and _gate_passed(bundle, "onnx_int8"):
+        report = bundle.manifest.verification["onnx_int8"]
+        why = f"the bundle's INT8 graph passed its gate ({100 * report['agreement']:.2f}% agreement with FP32)"
+        return backend or "onnxruntime", "int8", f"{why}, the fastest CPU graph measured"
+    bf16 = _gate_passed(bundle, "openvino_bf16")
+    if bf16 and backend in (None, "openvino"):
+        from .openvino import cpu_capabilities, openvino_missing_reason
+
+        missing = openvino_missing_reason() or (None if "BF16" in cpu_capabilities() else "this CPU has no BF16")
+        if missing is None:
+            return "openvino", "bf16", "the bundle's BF16 gate passed and this CPU runs BF16: OpenVINO BF16"
+        if backend is None:
+            return "onnxruntime", "fp32", f"ONNX Runtime FP32 on the CPU (BF16 passed its gate, but {missing})"
+    why = "no INT8 graph or BF16 gate in the bundle" if not bf16 else "BF16 not asked for"
+    return backend or "onnxruntime", "fp32", f"FP32 on the CPU ({why}; ONNX Runtime is the fastest FP32 engine)"
+
+
+def _openvino(bundle: Bundle, precision: str, threads) -> Runner:
+    from .openvino import OpenVinoRunner, openvino_missing_reason
+
+    if (reason := openvino_missing_reason()) is not None:
+        raise RtsegError(f"backend openvino: {reason}")
+    if precision == "fp16":
+        raise RtsegError("the OpenVINO runner runs fp32, bf16 or int8 on the CPU; fp16 is the GPU's graph")
+    key = "onnx_int8" if precision == "int8" else "onnx"
+    if precision == "int8" and bundle.artifact_path(key) is None:
+        raise RtsegError(f"the bundle {bundle.root} has no INT8 graph; re-export it with --precision int8")
+    return OpenVinoRunner(check_artifact(bundle, key), precision, threads)
 
 
 def _ort_cuda_missing() -> str | None:
@@ -88,6 +142,12 @@ def _ort_cuda_missing() -> str | None:
 
 
 def _graph_for(bundle: Bundle, on_gpu: bool, precision: str | None) -> str:
+    if precision == "int8":
+        if bundle.artifact_path("onnx_int8") is None:
+            raise RtsegError(f"the bundle {bundle.root} has no INT8 graph; re-export it with --precision int8")
+        return "onnx_int8"
+    if precision == "bf16":
+        raise RtsegError("BF16 runs on OpenVINO only: use backend='openvino' (--backend openvino)")
     has_fp16 = bundle.artifact_path("onnx_fp16") is not None
     if precision == "fp16" and not has_fp16:
         raise RtsegError(f"the bundle {bundle.root} has no FP16 graph; re-export it with --precision fp16")
