@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", action="append", help="comma-separated backends: auto, onnxruntime, torch,"
                                                       " tensorrt (default: auto; may be repeated)")
     p.add_argument("--device", help="cpu, cuda or cuda:N; a GPU asked for and not used fails the bench")
-    p.add_argument("--precision", choices=("fp16", "fp32"), help="which ONNX graph ONNX Runtime runs")
+    p.add_argument("--precision", help="comma-separated precisions, each a row per backend: fp16, fp32, int8 (the"
+                   " bundle's INT8 graph), bf16 (OpenVINO); default: the backend's own choice")
     p.add_argument("--size", action="append", metavar="HxW",
                    help="network input size (a dynamic bundle's; may be repeated; default: the bundle's)")
     p.add_argument("--source", help="video (or images) for the end-to-end tier and the host frames"
@@ -58,6 +59,17 @@ def _sizes(values: list[str] | None) -> list[tuple[int, int] | None]:
 
 def _backends(values: list[str] | None) -> list[str]:
     names = [b.strip() for v in (values or ["auto"]) for b in v.split(",") if b.strip()]
+def _precisions(value: str | None) -> list[str]:
+    """--precision's comma-separated list ("" where not given: the backend chooses)."""
+    from ..runtime.select import PRECISIONS
+
+    names = [p.strip() for p in (value or "").split(",") if p.strip()] or [""]
+    wrong = [p for p in names if p and p not in PRECISIONS]
+    if wrong:
+        raise RtsegError(f"--precision {value!r}: use a comma-separated subset of {', '.join(PRECISIONS)}")
+    return list(dict.fromkeys(names))
+
+
     for name in names:
         if name not in BACKENDS:
             raise RtsegError(f"unknown backend {name!r} in --backend; use {', '.join(BACKENDS)}")
@@ -76,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     backends, sizes = _backends(args.backend), _sizes(args.size)
     from ..runtime.multiscale import load_options
 
+    backends = [f"{b}@{p}" for b in backends for p in _precisions(args.precision)]  # one row per pair
     args.multiscale = load_options(args)
     batches = None
     if getattr(args, "batch", None) is not None:
@@ -257,6 +270,8 @@ def _load(bundle: str, backend: str, device: str | None, precision: str | None, 
     info = seg.describe()
     if device and device.lower() not in ("cpu", "auto") and not str(info.get("device", "")).startswith("cuda"):
         seg.close()
+    backend, _, asked = backend.partition("@")  # "auto@int8": --backend and --precision of one row
+    precision = asked or None
         raise RtsegError(f"{bundle} with --backend {backend} was asked to run on {device} but runs on"
                          f" {info.get('device')} ({info.get('provider')}); fix the GPU set-up (rtseg info {bundle})"
                          f" instead of benchmarking the CPU")

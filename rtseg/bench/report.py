@@ -27,9 +27,11 @@ def latency_stats(seconds: list[float]) -> dict:
 
 
 def precision_of(m: Measurement) -> str:
-    """fp16 or fp32, from the graph or provider that ran."""
+    """fp16, fp32, int8 or bf16, from the runner's precision, the graph or the provider that ran."""
     d = m.describe
     graph, provider = str(d.get("graph", "")), str(d.get("provider", ""))
+    if d.get("precision") or "int8" in graph:  # the OpenVINO runner says; an INT8 graph is INT8 on any runner
+        return str(d.get("precision") or "int8")
     if m.backend == "tensorrt" or "fp16" in graph or "fp16" in provider:
         return "fp16"
     return "fp32"

@@ -1,12 +1,9 @@
 """Which backend runs a bundle: ``auto`` tries the TensorRT engine, then ONNX Runtime on CUDA, then on the CPU.
 
 Which graph runs where: the FP16 graph on a GPU (it is what the engine is built from, and what GPUs run fast). On
-the CPU, :func:`cpu_choice`: the fastest runner and precision the bundle holds that passed its gate, by a rule
-measured with benchmarks/precision.py (docs/precision.md): the INT8 graph on ONNX Runtime where the bundle has
-one, else BF16 on OpenVINO where the bundle's BF16 gate passed and OpenVINO and a BF16 CPU are here, else the FP32
-graph on ONNX Runtime (the fastest FP32 engine measured here). ``precision=`` overrides. Every choice is recorded
-with its reason, so ``Segmenter.describe()`` says why a bundle runs where it does.
-"""
+the CPU, :func:`cpu_choice`: the fastest runner and precision the bundle holds that passed its gate, by the rule
+measured with benchmarks/precision.py (docs/precision.md). ``precision=`` overrides. Every choice is recorded with
+its reason, so ``Segmenter.describe()`` says why a bundle runs where it does."""
 
 from __future__ import annotations
 
@@ -81,10 +78,10 @@ def _auto(bundle: Bundle, device: str | None, precision, threads) -> tuple[Runne
         passed_over.append(gpu or ort)
         if device is not None:  # a GPU was asked for and none of the GPU backends can run
             raise RtsegError(f"device {device} was asked for, but {'; '.join(passed_over)}")
-    if precision is not None:
-        backend, why = ("openvino", "BF16 runs on OpenVINO") if precision == "bf16" else ("onnxruntime", "asked for")
+    if precision is None or (precision == "int8" and bundle.artifact_path("onnx_int8") is not None):
+        backend, precision, why = cpu_choice(bundle)  # int8 asked for: on its fastest runner
     else:
-        backend, precision, why = cpu_choice(bundle)
+        backend, why = ("openvino", "BF16 runs on OpenVINO") if precision == "bf16" else ("onnxruntime", "asked for")
     runner = _openvino(bundle, precision, threads) if backend == "openvino" else \
         _onnxruntime(bundle, "cpu", precision, threads)
     return runner, f"{why}" + (f" ({'; '.join(passed_over)})" if passed_over else " (device='cpu')")
@@ -97,18 +94,23 @@ def _gate_passed(bundle: Bundle, key: str) -> bool:
 def cpu_choice(bundle: Bundle, backend: str | None = None) -> tuple[str, str, str]:
     """(backend, precision, why) of the fastest CPU runner the bundle holds that passed its gate.
 
-    The rule, from benchmarks/precision.py (one thread, CPU time per inference at 512x1024; docs/precision.md): the
-    INT8 graph on ONNX Runtime (1.9x to 4.6x the FP32 graph's speed; OpenVINO on the same graph within a few percent),
-    else OpenVINO BF16 (1.7x to 2x), else the FP32 graph on ONNX Runtime (OpenVINO FP32 0.87x to 0.98x of it).
-    ``backend`` limits the choice to one runner."""
+    The rule, measured by benchmarks/precision.py (one thread, CPU time per inference at 512x1024, Fast-SCNN,
+    BiSeNetV1 and FCN-ResNet50; docs/precision.md): the INT8 graph, on OpenVINO where it is installed (2.3x to 10x
+    ONNX Runtime FP32 on a CPU with AMX; the same graph on ONNX Runtime 1.3x to 3.5x), else on ONNX Runtime; else
+    OpenVINO BF16 where the bundle's BF16 gate passed and the CPU has BF16; else the FP32 graph on ONNX Runtime
+    (OpenVINO FP32 0.83x to 0.95x of it). ``backend`` limits the choice to one runner."""
+    from .openvino import cpu_capabilities, openvino_missing_reason
+
     if bundle.artifact_path("onnx_int8") is not None and _gate_passed(bundle, "onnx_int8"):
         report = bundle.manifest.verification["onnx_int8"]
         why = f"the bundle's INT8 graph passed its gate ({100 * report['agreement']:.2f}% agreement with FP32)"
-        return backend or "onnxruntime", "int8", f"{why}, the fastest CPU graph measured"
+        if backend is None:
+            missing = openvino_missing_reason()
+            backend = "onnxruntime" if missing else "openvino"
+            why += ("; OpenVINO runs it fastest, but " + missing) if missing else "; OpenVINO runs it fastest"
+        return backend, "int8", why
     bf16 = _gate_passed(bundle, "openvino_bf16")
     if bf16 and backend in (None, "openvino"):
-        from .openvino import cpu_capabilities, openvino_missing_reason
-
         missing = openvino_missing_reason() or (None if "BF16" in cpu_capabilities() else "this CPU has no BF16")
         if missing is None:
             return "openvino", "bf16", "the bundle's BF16 gate passed and this CPU runs BF16: OpenVINO BF16"
