@@ -5,7 +5,7 @@ mirrored left to right. Per frame:
 
 1. the input size of each scale is the bundle's input size for the frame (:meth:`Segmenter.input_size_for`) times
    the scale, rounded to the model's size multiple and clamped to the dynamic profile;
-2. each pass is preprocessed (the mirrored frame read through a negative stride, no copy) and run;
+2. each scale is preprocessed once and run, and with ``flip`` run again on that input mirrored;
 3. its low-resolution logits are flipped back (mirrored passes), resized bilinearly with the graph's own
    ``align_corners`` to one common size -- the largest pass's logits size -- and summed; the sum is divided by the
    number of passes;
@@ -132,8 +132,8 @@ class MultiScale:
             raise RtsegError("multi-scale/flip inference runs on the CPU for now; pass device='cpu' (--device cpu)"
                              " or leave out --scales/--flip")
         #: (scale, mirrored) of each pass, in the order run: largest first, so its logits set the common size
-        self.passes = [(s, f) for s in sorted(self.scales, reverse=True) for f in ((False, True) if flip else
-                                                                                  (False,))]
+        mirror = (False, True) if self.flip else (False,)
+        self.passes = [(s, m) for s in sorted(self.scales, reverse=True) for m in mirror]
 
     @property
     def active(self) -> bool:
@@ -153,11 +153,12 @@ class MultiScale:
         timings = {} if timings is None else timings
         for k in ("preprocess", "infer", "merge"):
             timings.setdefault(k, 0.0)
-        acc = None
-        mirrored = frame[:, ::-1]
+        acc = x = None
         for (_, flip), size in zip(self.passes, self.sizes(frame.shape[:2])):
             t0 = time.perf_counter()
-            x = seg._preprocess(mirrored if flip else frame, size)
+            # a mirrored pass follows its scale's plain one: its input is that input mirrored (resizing commutes
+            # with mirroring), not a second resize of the frame
+            x = np.ascontiguousarray(x[..., ::-1]) if flip else seg._preprocess(frame, size)
             t1 = time.perf_counter()
             out = seg.runner.infer(x)[0]
             t2 = time.perf_counter()
