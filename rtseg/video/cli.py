@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " than the last)")
     parser.add_argument("--save-masks", metavar="DIR",
                         help="write raw class-id PNGs DIR/<frame index:06d>.png (what rtseg eval --pred reads)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="a --save-masks folder that holds files: clear its old masks first (else refused)")
     parser.add_argument("--colour-masks", "--color-masks", dest="colour_masks", action="store_true",
                         help="also write colour masks in DIR/colour/")
     parser.add_argument("--serve", nargs="?", const=SERVE_PORT, metavar="[HOST:]PORT",
@@ -98,7 +100,7 @@ def _split_paths(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .pipeline import SourceFailed, run_pipeline
-    from .sinks import gui_missing_reason
+    from .sinks import check_output_paths, gui_missing_reason
     from .sources import open_source
 
     _split_paths(args)
@@ -109,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         raise RtsegError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.show and (reason := gui_missing_reason()):
         raise RtsegError(reason)
+    check_output_paths(args.source, args.save, args.save_masks, args.stats, args.overwrite)
     if args.remote is None:
         from .paths import resolve_bundle
 

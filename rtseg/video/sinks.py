@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -29,6 +30,72 @@ def _check_folder(path: Path, flag: str) -> None:
         raise RtsegError(f"{flag} {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise RtsegError(f"{flag} {path}: folder {parent} is not writable")
+
+
+MASK_NAME = re.compile(r"^\d{6}\.png$")  # what MaskSink writes: <index:06d>.png (and colour/<index:06d>.png)
+VIDEO_SUFFIXES = (".mp4",)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output_paths(inputs, save=None, save_masks=None, stats=None, overwrite: bool = False) -> None:
+    """The output-path policy of ``rtseg run``, checked before anything slow starts: outputs never overwrite an
+    input or each other; ``--save`` names an .mp4 file, not a folder; a ``--save-masks`` folder that already holds
+    files is refused unless ``overwrite``, which clears its old masks first (stale masks would be scored with the
+    new ones). Raises :class:`RtsegError` with one line saying what to pass instead."""
+    outputs = [(flag, Path(p)) for flag, p in (("--save", save), ("--save-masks", save_masks), ("--stats", stats))
+               if p is not None and str(p) != ""]
+    for flag, out in outputs:
+        for src in inputs:
+            if src is not None and str(src) and not str(src).isdigit() and "://" not in str(src) \
+                    and _same_file(out, Path(src)):
+                raise RtsegError(f"{flag} {out} is the input {src}: it would be overwritten; write to another path")
+    for i, (flag, out) in enumerate(outputs):
+        for other_flag, other in outputs[i + 1:]:
+            if _same_file(out, other):
+                raise RtsegError(f"{flag} and {other_flag} both name {out}: one would overwrite the other; give"
+                                 f" each its own path")
+    if save is not None:
+        path = Path(save)
+        if path.is_dir():
+            raise RtsegError(f"--save {path} is a folder; name the video file, e.g. --save {path / 'out.mp4'}")
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise RtsegError(f"--save {path}: rtseg writes H.264 MP4 videos; name the file with .mp4, e.g."
+                             f" --save {path.with_suffix('.mp4')}")
+    if stats is not None and Path(stats).is_dir():
+        raise RtsegError(f"--stats {stats} is a folder; name the JSON-lines file, e.g. --stats"
+                         f" {Path(stats) / 'stats.jsonl'}")
+    if save_masks is not None:
+        _check_mask_folder(Path(save_masks), overwrite)
+
+
+def _check_mask_folder(folder: Path, overwrite: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise RtsegError(f"--save-masks {folder} is a file; name a folder for the mask PNGs")
+    if not folder.is_dir():
+        return
+    colour = folder / "colour"
+    entries = list(folder.iterdir())
+    masks = [p for p in (*entries, *(colour.iterdir() if colour.is_dir() else [])) if p.is_file()
+             and MASK_NAME.match(p.name)]
+    if not entries:
+        return
+    if not overwrite:
+        raise RtsegError(f"--save-masks {folder} is not empty ({len(masks)} mask(s) of another run would mix with"
+                         f" this one's); pass --overwrite to clear its old masks first, or name an empty folder")
+    for path in masks:
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise RtsegError(f"--save-masks {folder}: cannot clear the old mask {path.name}"
+                             f" ({exc.strerror})") from None
 
 
 def open_for_writing(path, flag: str):
@@ -86,6 +153,7 @@ class VideoFileSink:
         self.stream = None
         self.frames = 0
         self.resized = False
+        self.broken = False
 
     def _start(self, height: int, width: int) -> None:
         stream = self.container.add_stream(self.codec, rate=self.rate)
@@ -110,9 +178,18 @@ class VideoFileSink:
             image = self.cv2.resize(image, (self.stream.width, self.stream.height))
         frame = self._to_frame(_even(image))
         frame.pts = self.frames
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
+        try:
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+        except (OSError, self.av.error.FFmpegError) as exc:
+            raise self._failed(exc) from None
         self.frames += 1
+
+    def _failed(self, exc: BaseException) -> RtsegError:
+        """A write that failed (a full disk, a removed folder): one line; close() then leaves no .partial."""
+        self.broken = True
+        return RtsegError(f"--save {self.path}: could not write the video ({getattr(exc, 'strerror', None) or exc});"
+                          f" free some space or choose another path")
 
     def _to_frame(self, image: np.ndarray):
         """The encoder's input frame. For yuv420p, OpenCV converts (BT.601, limited range: what players assume for
@@ -125,16 +202,32 @@ class VideoFileSink:
     def close(self) -> dict:
         if self.container is None:
             return {}
+        error = None
         try:
-            if self.stream is not None:
+            if self.stream is not None and not self.broken:
                 for packet in self.stream.encode(None):
                     self.container.mux(packet)
+        except (OSError, self.av.error.FFmpegError) as exc:
+            error = self._failed(exc)
+        try:
             self.container.close()
+        except (OSError, self.av.error.FFmpegError) as exc:
+            error = error or self._failed(exc)
         finally:
             self.container = None
-        if not self.frames:
+        if error is None and self.frames and not self.broken:
+            try:  # the file on disk is what was written: an mp4 whose index (moov) made it
+                with open(self.tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                if self.tmp.stat().st_size == 0:
+                    error = self._failed(OSError(0, "the file is empty on disk"))
+            except OSError as exc:
+                error = self._failed(exc)
+        if self.broken or not self.frames:
             self.tmp.unlink(missing_ok=True)
-            return {"path": None, "frames": 0}
+            if error is not None:
+                raise error
+            return {"path": None, "frames": 0}  # nothing written, or write() already reported the failure
         os.replace(self.tmp, self.path)
         return {"path": str(self.path), "frames": self.frames, "codec": self.codec}
 
@@ -160,10 +253,25 @@ class MaskSink:
         self.frames = 0
 
     def _write(self, path: Path, image: np.ndarray) -> None:
+        """Encoded in memory, written and flushed by Python (a full disk raises, never a silent 0-byte PNG),
+        its size checked on disk, then renamed into place."""
+        ok, png = self.cv2.imencode(".png", image)
+        if not ok:
+            raise RtsegError(f"--save-masks: could not encode {path.name}")
+        data = png.tobytes()
         tmp = path.with_name(f".{path.stem}.partial.png")
-        if not self.cv2.imwrite(str(tmp), image):
-            raise RtsegError(f"--save-masks: could not write {path}")
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if tmp.stat().st_size != len(data):
+                raise OSError(0, f"{tmp.stat().st_size} of {len(data)} bytes on disk")
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RtsegError(f"--save-masks {self.folder}: could not write {path.name} ({exc.strerror or exc});"
+                             f" free some space or choose another folder") from None
 
     def write(self, result) -> None:
         labels = result.labels
