@@ -144,6 +144,9 @@ class LiveSource(FrameSource):
         self._finished = False
         self._error: RtsegError | None = None
         self.reconnects = 0
+        # frame indices keep counting across reconnects (each connection's decoder counts from 0 again): masks
+        # and stats of a later connection never reuse an earlier one's numbers
+        self._base, self._last = 0, -1
         self._thread = threading.Thread(target=self._grab, name=f"rtseg-grab-{self.name}", daemon=True)
         self._set_state("running")
         self._thread.start()
@@ -168,6 +171,7 @@ class LiveSource(FrameSource):
             # Never hand out a frame from before the drop: the slot is emptied before waiting.
             with self._cond:
                 self._newest = None
+            self._base = self._last + 1
             attempt += 1
             self.reconnects += 1
             wait = min(self._backoff[0] * 2 ** (attempt - 1), self._backoff[1])
@@ -187,6 +191,7 @@ class LiveSource(FrameSource):
                 due = start_wall + (index - first_index) / self.decoder.fps
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return
+            index = self._last = self._base + index
             if index % self.vid_stride == 0:
                 frame = Frame(index, image, time.monotonic(), decode_s, name)
                 with self._cond:
