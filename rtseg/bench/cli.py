@@ -1,7 +1,7 @@
 """``rtseg bench``: every bundle x backend x size in three tiers, beside a naive PyTorch row, in one table.
 
     rtseg bench BUNDLE [BUNDLE ...] [--backend auto,onnxruntime,torch,...] [--device ...] [--size HxW ...]
-                [--source VIDEO] [--frames N] [--warmup N] [--out DIR]
+                [--source VIDEO] [--max-frames N] [--warmup N] [--out DIR] [--md]
 
 Without ``--source`` the end-to-end tier runs on a synthetic street video written for the run. Ctrl-C stops the
 run and prints (and writes) what was measured so far.
@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     " (default: a synthetic street video, --frame-size)")
     p.add_argument("--frame-size", default="360x640", metavar="HxW",
                    help="size of the synthetic video's frames (default: 360x640)")
-    p.add_argument("--frames", type=int, default=100, help="timed frames per row (default: 100)")
+    p.add_argument("--max-frames", "--frames", dest="frames", type=int, default=100, metavar="N",
+                   help="timed frames per row (default: 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed frames before each row (default: 10)")
     p.add_argument("--tiers", default="a,b,c", help="which tiers: a (model only), b (model + transfers),"
                                                     " c (end to end); default a,b,c")
@@ -47,8 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_multiscale_arguments(p)  # beside each configuration's rows, its (b) and (c) rows with these passes
     p.add_argument("--no-naive", action="store_true", help="leave out the naive PyTorch baseline row")
-    p.add_argument("--out", default="bench_out", help="folder for bench.json, bench.csv and the plots"
-                                                      " (default: bench_out)")
+    p.add_argument("--out", default=None, help="folder for bench.json, bench.csv and the plots (default:"
+                                               " runs/bench/N, N one more than the last)")
+    p.add_argument("--md", action="store_true", help="print the table as Markdown (default: aligned columns)")
 
 
 def _sizes(values: list[str] | None) -> list[tuple[int, int] | None]:
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sizes import parse_size
 
     if args.frames < 1 or args.warmup < 0:
-        raise RtsegError("--frames must be at least 1 and --warmup at least 0")
+        raise RtsegError("--max-frames (--frames) must be at least 1 and --warmup at least 0")
     tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
     if not tiers or any(t not in ALL_TIERS for t in tiers):
         raise RtsegError(f"--tiers {args.tiers!r}: use a comma-separated subset of a, b, c")
@@ -101,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
                              f" --out {bundle}")
     if args.threads is not None and args.threads < 1:
         raise RtsegError(f"--threads must be at least 1, not {args.threads}")
-    out = prepare_out(args.out)
+    from ..video.paths import output_dir
+
+    out = prepare_out(output_dir("bench", args.out))
     with cpu_threads(args.threads, "torch" in backends or not args.no_naive), \
             tempfile.TemporaryDirectory(prefix="rtseg-bench-source-") as tmp:
         source = args.source
@@ -254,7 +258,7 @@ def _bench(args, backends, sizes, tiers, source: str, out: Path) -> int:
                 "rows": [{**r, "samples_ms": [s * 1e3 for s in m.latencies]} for r, m in zip(table, measured)]}
     if interrupted:
         print("rtseg: interrupted; what was measured so far:", file=sys.stderr)
-    print(markdown(table))
+    print(markdown(table, md=args.md))
     print(f"\nmachine: {document['machine_line']}")
     if measured:
         written = write_outputs(out, document, table, measured)

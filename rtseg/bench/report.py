@@ -64,17 +64,34 @@ def _num(value, digits: int = 2) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def markdown(table_rows: list[dict]) -> str:
-    head = ("| bundle | backend | prec | input | frame | tier | min | mean | p50 | p90 | p95 | p99 | fps | naive/this |\n"
-            "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    lines = [head]
-    for r in table_rows:
-        fps = _num(r["throughput_fps"], 1) + (" (pipelined)" if r["throughput_kind"] == "pipelined" else "")
-        ratio = "1.00x" if r["tier"] == "naive" else (_num(r["naive_p50_over_p50"]) + "x"
-                                                      if r["naive_p50_over_p50"] else "-")
-        lines.append(f"| {r['bundle']} | {r['backend'] if r['tier'] != 'naive' else 'torch (naive)'} |"
-                     f" {r['precision']} | {r['input']} | {r['frame']} | {r['tier']}: {r['tier_name']} |"
-                     + "".join(f" {_num(r[f'{k}_ms'])} |" for k in STAT_KEYS) + f" {fps} | {ratio} |")
+_HEADER = ("bundle", "backend", "prec", "input", "frame", "tier", *STAT_KEYS, "fps", "naive/this")
+_LEFT = 6  # the first six columns are text (left-aligned); the figures are right-aligned
+
+
+def _cells(r: dict) -> list[str]:
+    fps = _num(r["throughput_fps"], 1) + (" (pipelined)" if r["throughput_kind"] == "pipelined" else "")
+    ratio = "1.00x" if r["tier"] == "naive" else (_num(r["naive_p50_over_p50"]) + "x"
+                                                  if r["naive_p50_over_p50"] else "-")
+    return [r["bundle"], r["backend"] if r["tier"] != "naive" else "torch (naive)", r["precision"], r["input"],
+            r["frame"], f"{r['tier']}: {r['tier_name']}", *(_num(r[f"{k}_ms"]) for k in STAT_KEYS), fps, ratio]
+
+
+def aligned(header, body: list[list[str]], left: int, md: bool) -> list[str]:
+    """Columns padded to one width each: a terminal table, or (``md``) a Markdown table that reads as one too."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *body)]
+
+    def line(cells) -> str:
+        padded = [str(c).ljust(w) if i < left else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        return ("| " + " | ".join(padded) + " |") if md else "  ".join(padded).rstrip()
+
+    rule = ("|" + "|".join("-" * (w + 1) + (":" if i >= left else "-") for i, w in enumerate(widths)) + "|" if md
+            else "  ".join("-" * w for w in widths))
+    return [line(header), rule, *(line(cells) for cells in body)]
+
+
+def markdown(table_rows: list[dict], md: bool = True) -> str:
+    """The table of rows (``md``: Markdown, else aligned plain columns for a terminal) and what the figures are."""
+    lines = aligned(_HEADER, [_cells(r) for r in table_rows], _LEFT, md)
     lines.append("\nlatency in ms per frame, warm-up excluded: (a), (b) and naive synchronised calls; (c) the sum of"
                  " the frame's stages, decode to encode. naive/this = the naive row's p50 over this row's p50")
     queued = [r for r in table_rows if r.get("queued_p50_ms") is not None]
@@ -116,21 +133,43 @@ def _label(m: Measurement) -> str:
 
 
 def plot_latency(measurements: list[Measurement], path: Path, machine: str) -> None:
-    """One panel per tier: the distribution of per-frame latency of every configuration (box: p25-p75,
-    whiskers: p5-p95, points beyond)."""
+    """Every configuration's per-frame latency on one shared log axis, its tiers side by side in one group (box:
+    p25-p75, whiskers: p5-p95, points beyond), one colour per tier: tiers compare at a glance."""
     plt = _pyplot()
     tiers = [t for t in TIERS if any(m.tier == t and m.latencies for m in measurements)]
-    fig, axes = plt.subplots(len(tiers), 1, figsize=(10, 1.2 + 2.2 * max(len(tiers), 1)), squeeze=False)
-    for ax, tier in zip(axes[:, 0], tiers):
+    configs = list(dict.fromkeys(_config(m) for m in measurements if m.latencies))
+    colours = dict(zip(tiers, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    present = {c: [t for t in tiers if any(m.tier == t and m.latencies and _config(m) == c for m in measurements)]
+               for c in configs}  # each configuration's boxes centred on its row
+    step = 1.0 / (len(tiers) + 1)
+    fig, ax = plt.subplots(figsize=(10, 1.6 + 0.35 * max(len(configs) * len(tiers), 2)))
+    for tier in tiers:
         ms = [m for m in measurements if m.tier == tier and m.latencies]
-        ax.boxplot([np.asarray(m.latencies) * 1e3 for m in ms], **_horizontal(plt), whis=(5, 95), showmeans=True)
-        ax.set_yticks(range(1, len(ms) + 1), [_label(m) for m in ms])
-        ax.set_title(f"{tier}: {TIERS[tier]}", fontsize=10, loc="left")
-        ax.set_xlabel("latency per frame (ms)")
-        ax.tick_params(axis="y", labelsize=7)
+        if not ms:
+            continue
+        positions = [configs.index(c) + (present[c].index(tier) - (len(present[c]) - 1) / 2) * step
+                     for c in map(_config, ms)]
+        box = ax.boxplot([np.asarray(m.latencies) * 1e3 for m in ms], positions=positions, widths=step * 0.8,
+                         **_horizontal(plt), whis=(5, 95), showmeans=True, patch_artist=True)
+        for patch in box["boxes"]:
+            patch.set(facecolor=colours[tier], alpha=0.6)
+        ax.plot([], [], "s", color=colours[tier], label=f"{tier}: {TIERS[tier]}")
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(configs)), configs)
+    ax.set_ylim(-0.6, len(configs) - 0.4)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency per frame (ms, log scale)")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"rtseg bench: {machine}", fontsize=8)
     fig.tight_layout()
     _save(fig, path, plt)
+
+
+def _config(m: Measurement) -> str:
+    """A configuration across tiers: the bundle, its backend and precision and the input size (naive apart)."""
+    return _label(m)
 
 
 def plot_stages(table_rows: list[dict], path: Path, machine: str) -> None:
@@ -151,8 +190,10 @@ def plot_stages(table_rows: list[dict], path: Path, machine: str) -> None:
     ax.set_xlabel("mean time per frame (ms); stages of (c) overlap in the pipeline")
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
-    if names:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if len(staged):
+        ax.set_xlim(0, float(left.max()) * 1.05 or 1.0)  # every bar whole, the naive one too
+    if names:  # beside the axes, never over a bar
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.suptitle(f"rtseg bench stages: {machine}", fontsize=8)
     fig.tight_layout()
     _save(fig, path, plt)
@@ -160,7 +201,7 @@ def plot_stages(table_rows: list[dict], path: Path, machine: str) -> None:
 
 def _save(fig, path: Path, plt) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")  # a legend beside the axes stays whole
     plt.close(fig)
 
 
