@@ -197,3 +197,41 @@ def test_cli_fixed_bundle_refused(fast_scnn_bundle, tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--dynamic" in err[0], err
+
+
+def test_eval_and_bench_take_the_passes(dynamic_bundle, street, tmp_path, capsys):
+    """rtseg eval --scales/--flip scores what load(scales=, flip=) segments; rtseg bench adds its rows."""
+    import json
+
+    import cv2
+
+    from rtseg.cli import main
+    from rtseg.eval.metrics import ConfusionMatrix, scores
+    from rtseg.runtime import load
+
+    frames, truth = street
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    cm = ConfusionMatrix(19, ignore_index=255)
+    with load(dynamic_bundle, backend="onnxruntime", device="cpu", scales=SCALES, flip=True) as seg:
+        for i, (frame, gt) in enumerate(zip(frames, truth)):
+            cv2.imwrite(str(root / "images" / f"f{i}.png"), frame)
+            cv2.imwrite(str(root / "labels" / f"f{i}.png"), gt)
+            cm.update(gt, seg.segment(frame).labels)
+    argv = ["eval", str(dynamic_bundle), "--data", str(root), "--backend", "onnxruntime", "--device", "cpu"]
+    assert main([*argv, "--scales", "0.75,1,1.25", "--flip", "--out", str(tmp_path / "ms")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    ms = json.loads((tmp_path / "ms" / "eval.json").read_text())["mean_iou"]
+    one = json.loads((tmp_path / "one" / "eval.json").read_text())["mean_iou"]
+    assert ms == pytest.approx(scores(cm.matrix).as_dict()["mean_iou"], abs=1e-12) and ms != one
+
+    out = tmp_path / "bench"
+    assert main(["bench", str(dynamic_bundle), "--backend", "onnxruntime", "--device", "cpu", "--frames", "2",
+                 "--warmup", "1", "--tiers", "a,b", "--no-naive", "--frame-size", "180x320", "--scales", "0.75,1",
+                 "--flip", "--out", str(out)]) == 0
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert [(r["bundle"].split(" ", 1)[-1], r["tier"]) for r in rows] == [
+        ("fast_scnn_street", "a"), ("fast_scnn_street", "b"), ("(scales 0.75,1 + flip)", "b")]
+    assert set(rows[2]["stages_ms"]) == {"preprocess", "infer", "merge", "postprocess"}
+    assert "(scales 0.75,1 + flip)" in capsys.readouterr().out
