@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long a frame waits for others to fill its batch (default 5 ms)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for"
                                                              " every interface)")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080, as every rtseg --serve)")
+    parser.add_argument("--serve", metavar="[HOST:]PORT", help="the address in one value, as rtseg run --serve"
+                        " takes it: PORT, HOST:PORT or :PORT (instead of --host/--port)")
     parser.add_argument("--address", help="join this Ray cluster (HOST:PORT of its head, or ray://HOST:10001)"
                                           " instead of starting a local one")
     parser.add_argument("--proxy-location", default="HeadOnly", choices=("HeadOnly", "EveryNode"),
@@ -36,6 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from ..sizes import parse_size
     from .app import ServeOptions, start
 
+    if args.serve:
+        from ..errors import RtsegError
+
+        host, _, port = str(args.serve).rpartition(":")
+        if not port.isdigit() or int(port) > 65535:
+            raise RtsegError(f"--serve {args.serve}: expected PORT or HOST:PORT (port 0-65535)")
+        args.host, args.port = host.strip("[]") or args.host, int(port)
     opts = ServeOptions(bundle=args.bundle, replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
                         gpus_per_replica=args.gpus_per_replica, max_batch=args.max_batch,
                         batch_wait_ms=args.batch_wait_ms, host=args.host, port=args.port, address=args.address,
