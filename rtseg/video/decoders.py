@@ -96,13 +96,15 @@ class AvDecoder(Decoder):
         stream = container.streams.video[0]
         index = 0
         packets = container.demux(stream)
+        failure, last_pts = None, None
         while True:
             try:
                 packet = next(packets)
             except StopIteration:
                 break
             except av.error.FFmpegError as exc:
-                raise RtsegError(f"{self.name}: reading stopped after {index} frames: {_av_reason(exc)}") from None
+                failure = _av_reason(exc)
+                break
             start = time.perf_counter()
             try:
                 decoded = packet.decode()
@@ -114,13 +116,69 @@ class AvDecoder(Decoder):
                 continue
             for frame in decoded:
                 image = frame.to_ndarray(format="bgr24")
+                last_pts = frame.pts if frame.pts is not None else last_pts
                 yield index, image, "", time.perf_counter() - start
                 index += 1
                 start = time.perf_counter()
+        # the frames the decoder still holds (frame threads, reordering): a file cut short keeps its last
+        # decodable frames, as FFmpeg does
+        for frame, decode_s in self._flush(stream):
+            last_pts = frame.pts if frame.pts is not None else last_pts
+            yield index, frame.to_ndarray(format="bgr24"), "", decode_s
+            index += 1
+        if not self.is_live and (failure is not None or (self.total and index < self.total)):
+            # FFmpeg's frame threads drop the frames in flight around a damaged packet; one more pass on slice
+            # threads (only for a file that came up short) hands out the decodable frames after the last one out
+            for image, decode_s in self._recover(index, last_pts):
+                yield index, image, "", decode_s
+                index += 1
+        if failure is not None:
+            raise RtsegError(f"{self.name}: reading stopped after {index} frames: {failure}")
         if self.total and index < self.total:
             damaged = f", {self.skipped} damaged packets skipped" if self.skipped else ""
             raise RtsegError(f"{self.name} ended early: {index} of {self.total} frames decoded{damaged} "
                              "(the file is truncated or damaged)")
+
+    def _recover(self, done: int, last_pts: int | None) -> Iterator[tuple[np.ndarray, float]]:
+        """Frames after ``last_pts`` (or, without timestamps, after the first ``done``) on a second pass."""
+        av = self.av
+        try:
+            container = av.open(self.target)
+        except av.error.FFmpegError:
+            return
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "SLICE"
+            seen = 0
+            packets = container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                except (StopIteration, av.error.FFmpegError):
+                    break
+                start = time.perf_counter()
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError:
+                    continue
+                for frame in decoded:
+                    later = seen >= done if last_pts is None or frame.pts is None else frame.pts > last_pts
+                    if later:
+                        yield frame.to_ndarray(format="bgr24"), time.perf_counter() - start
+                    seen += 1
+                    start = time.perf_counter()
+        finally:
+            container.close()
+
+    def _flush(self, stream) -> Iterator[tuple]:
+        start = time.perf_counter()
+        try:
+            frames = stream.codec_context.decode(None)
+        except (self.av.error.FFmpegError, ValueError):
+            return
+        for frame in frames:
+            yield frame, time.perf_counter() - start
+            start = time.perf_counter()
 
     def close(self) -> None:
         if self.container is not None:
