@@ -17,7 +17,8 @@ The logits resize is PyTorch's ``F.interpolate(mode="bilinear")`` stated as two 
 ``infer``) plus ``merge`` (flip back, resize, average) and ``postprocess``.
 
 A fixed-size bundle cannot change its input size, so it takes only scale 1 (flip still works); a bundle whose
-graph ends in labels has nothing to average; the GPU-resident path runs one pass per frame.
+graph ends in labels has nothing to average; on a GPU it is refused for now (the resident path has no logits
+resize yet).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class MultiScale:
         self.flip = bool(flip)
         if seg.output_kind == "labels":
             raise RtsegError("this bundle's graph ends in labels, which cannot be averaged over scales or flips;"
-                             " re-export it without --labels-head (logits output) to use --scales/--flip")
+                             " re-export it with --head logits (the default) to use --scales/--flip")
         if not seg.spec.dynamic and any(s != 1.0 for s in self.scales):
             h, w = seg.spec.opt
             raise RtsegError(f"this bundle's graph takes only {h}x{w} inputs, so it cannot run at scales other"
