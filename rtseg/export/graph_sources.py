@@ -25,7 +25,7 @@ class FromTorch(Export):
 
     def prepare(self) -> None:
         from ..models import create_model, model_info
-        from ..models.catalogue import CATALOGUE, catalogue_entry
+        from ..models.catalogue import CATALOGUE
         from ..models.registry import catalogue_checkpoint
 
         opts = self.opts
@@ -33,15 +33,20 @@ class FromTorch(Export):
         self.num_classes = int(opts.num_classes or info.default_num_classes)
         self.catalogue = None
         if opts.weights is not None and not Path(opts.weights).is_file():
-            self.catalogue = catalogue_entry(opts.weights)
+            self.catalogue = catalogue_checkpoint(info, opts.weights, fetch=False)
             if self.catalogue is None:
                 raise RtsegError(f"--weights {opts.weights}: no such file, nor a checkpoint of the catalogue ('rtseg"
                                  f" models --weights'); pass the .pth checkpoint of {info.name}")
-            if opts.input_size is None:
-                opts.input_size = self.catalogue.input_size  # what it was trained on
+        weights_sha = None
+        if self.catalogue is None and opts.weights is not None:  # a file may still be one the catalogue knows
+            weights_sha = sha256_file(opts.weights)
+            self.catalogue = next((c for c in CATALOGUE.values() if c.sha256 == weights_sha), None)
+        if opts.input_size is None and self.catalogue is not None and self.catalogue.model == info.name:
+            opts.input_size = self.catalogue.input_size  # what it was trained on
         self.shapes = self._shapes_from_options()  # a wrong size now, not after a download
-        if self.catalogue is not None:
+        if self.catalogue is not None and weights_sha is None:
             opts.weights = catalogue_checkpoint(info, opts.weights)  # fetched once into the cache, sha256 checked
+            weights_sha = self.catalogue.sha256
         if opts.weights is None:
             import torch
 
@@ -59,9 +64,7 @@ class FromTorch(Export):
         if opts.weights is None:
             self.say(f"note: no --weights given; exporting {info.name} with untrained initial weights")
         self.model_name, self.family = info.name, info.family
-        weights_sha = sha256_file(opts.weights) if opts.weights else "untrained, torch seed 0"
-        if self.catalogue is None:  # a checkpoint passed by path may still be one the catalogue knows
-            self.catalogue = next((c for c in CATALOGUE.values() if c.sha256 == weights_sha), None)
+        weights_sha = weights_sha or "untrained, torch seed 0"
         if self.catalogue is not None and self.catalogue.model == info.name:
             base_source = f"checkpoint {self.catalogue.name}"
             self.declared_classes, self.classes_declared_by = self.catalogue.classes, base_source

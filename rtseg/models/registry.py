@@ -141,11 +141,12 @@ def create_model(name: str, num_classes: int | None = None, checkpoint=None, wei
     return model.eval()
 
 
-def catalogue_checkpoint(info: ModelInfo, weights: str):
-    """The local file of catalogue checkpoint ``weights`` for the model ``info`` (fetched on first use)."""
+def catalogue_checkpoint(info: ModelInfo, weights: str, fetch: bool = True):
+    """The local file of catalogue checkpoint ``weights`` for the model ``info`` (fetched on first use); with
+    ``fetch=False`` only its entry, once checked that ``info`` loads it."""
     from .catalogue import catalogue_entry, fetch_checkpoint
 
     entry = catalogue_entry(weights)
     if entry is not None and entry.model != info.name:
         raise RtsegError(f"{entry.name} is a checkpoint of {entry.model}, not {info.name}; use --model {entry.model}")
-    return fetch_checkpoint(weights)
+    return fetch_checkpoint(weights) if fetch else entry

@@ -154,11 +154,16 @@ def test_a_checkpoint_of_another_model_or_no_such_name(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_of_an_unknown_name_is_one_line(tmp_path, capsys):
-    rc = main(["export", "--model", "bisenetv1_faceparsing", "--weights", "celeba", "--out", str(tmp_path / "b")])
+@pytest.mark.parametrize("model, weights, match", [
+    ("bisenetv1_faceparsing", "celeba", "--weights celeba: no such file, nor a checkpoint of the catalogue"),
+    ("bisenetv1", ENTRY.name, "celebamask-faceparsing is a checkpoint of bisenetv1_faceparsing, not bisenetv1;"
+                              " use --model bisenetv1_faceparsing")])
+def test_export_of_a_wrong_name_is_one_line(tmp_path, capsys, monkeypatch, model, weights, match):
+    monkeypatch.setenv("RTSEG_CACHE_DIR", str(tmp_path / "cache"))  # nothing fetched
+    rc = main(["export", "--model", model, "--weights", weights, "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and err.startswith("rtseg: error: --weights celeba: no such file, nor a checkpoint of the"
-                                      " catalogue") and "\n" not in err
+    assert rc == 2 and err.startswith(f"rtseg: error: {match}") and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_models_weights_lists_the_catalogue(capsys, tmp_path, monkeypatch):

