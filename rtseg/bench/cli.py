@@ -59,8 +59,6 @@ def _sizes(values: list[str] | None) -> list[tuple[int, int] | None]:
     return [parse_size(v, "--size") for v in values] if values else [None]
 
 
-def _backends(values: list[str] | None) -> list[str]:
-    names = [b.strip() for v in (values or ["auto"]) for b in v.split(",") if b.strip()]
 def _precisions(value: str | None) -> list[str]:
     """--precision's comma-separated list ("" where not given: the backend chooses)."""
     from ..runtime.select import PRECISIONS
@@ -72,6 +70,8 @@ def _precisions(value: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _backends(values: list[str] | None) -> list[str]:
+    names = [b.strip() for v in (values or ["auto"]) for b in v.split(",") if b.strip()]
     for name in names:
         if name not in BACKENDS:
             raise RtsegError(f"unknown backend {name!r} in --backend; use {', '.join(BACKENDS)}")
@@ -88,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if not tiers or any(t not in ALL_TIERS for t in tiers):
         raise RtsegError(f"--tiers {args.tiers!r}: use a comma-separated subset of a, b, c")
     backends, sizes = _backends(args.backend), _sizes(args.size)
+    backends = [f"{b}@{p}" for b in backends for p in _precisions(args.precision)]  # one row per pair
     from ..runtime.multiscale import load_options
 
-    backends = [f"{b}@{p}" for b in backends for p in _precisions(args.precision)]  # one row per pair
     args.multiscale = load_options(args)
     batches = None
     if getattr(args, "batch", None) is not None:
@@ -270,12 +270,12 @@ def _load(bundle: str, backend: str, device: str | None, precision: str | None, 
     """Load one configuration; a GPU that was asked for and not used is an error, never a slow figure."""
     from ..runtime import load
 
+    backend, _, asked = backend.partition("@")  # "auto@int8": --backend and --precision of one row
+    precision = asked or None
     seg = load(bundle, backend=backend, device=device, precision=precision, input_size=size, **multiscale)
     info = seg.describe()
     if device and device.lower() not in ("cpu", "auto") and not str(info.get("device", "")).startswith("cuda"):
         seg.close()
-    backend, _, asked = backend.partition("@")  # "auto@int8": --backend and --precision of one row
-    precision = asked or None
         raise RtsegError(f"{bundle} with --backend {backend} was asked to run on {device} but runs on"
                          f" {info.get('device')} ({info.get('provider')}); fix the GPU set-up (rtseg info {bundle})"
                          f" instead of benchmarking the CPU")
