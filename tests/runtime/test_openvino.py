@@ -105,3 +105,27 @@ def test_openvino_missing_is_one_line(small_bundle):
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "pip install 'rtseg[openvino]'" in proc.stdout + proc.stderr
+
+
+def test_bf16_bundle_is_gated_and_auto_runs_it(tmp_path, capsys):
+    from rtseg.cli import main
+    from rtseg.runtime import load
+    from rtseg.runtime.openvino import cpu_capabilities
+
+    from ..conftest import STREET_WEIGHTS
+
+    out = tmp_path / "bf16"
+    code = main(["export", "--model", "fast_scnn", "--weights", str(STREET_WEIGHTS), "--num-classes", "19",
+                 "--input-size", "64x128", "--precision", "bf16", "--calib-frames", "2", "--gate-frames", "2",
+                 "--out", str(out)])
+    if "BF16" not in cpu_capabilities():
+        assert code != 0 and "no BF16" in capsys.readouterr().err
+        return
+    assert code == 0
+    from rtseg.bundle import read_manifest
+
+    report = read_manifest(out).verification["openvino_bf16"]
+    assert report["passed"] and not set(report["frames"]["calibration"]) & set(report["frames"]["gate"])
+    with load(out, device="cpu") as seg:
+        d = seg.describe()
+    assert d["backend"] == "openvino" and d["inference_precision"] == "bf16" and "BF16" in d["why"]
