@@ -141,6 +141,7 @@ class Flag:
     metavar: str | None = None
     switch: bool = False  # a flag without a value (store_true)
     rebuild: bool = True  # written into the manifest's rebuild command when it differs from the default
+    nargs: str | None = None  # "+": the flag takes one or more values (a recipe: a list)
 
 
 def _cli(flag: Flag) -> dict:
@@ -156,7 +157,6 @@ class ExportOptions:
 
     ``mean``/``std``/``channel_order``/``value_scale`` left as None take the model's own normalisation.
     """
-    nargs: str | None = None  # "+": the flag takes one or more values (a recipe: a list)
 
     model: str | None = field(default=None, metadata=_cli(Flag(
         "--model", "source", "a model of the zoo (see 'rtseg models')", recipe=("model", "name"), metavar="NAME")))
@@ -220,29 +220,6 @@ class ExportOptions:
     calib_frames: int = field(default=4, metadata=_cli(Flag(
         "--calib-frames", "verification and build", "frames used at the input size (default 4)",
         _reader_number(int, 1, MAX_CALIB_FRAMES), recipe=("export", "calib_frames"), metavar="N")))
-    gate_fp32: float = field(default=0.9999, metadata=_cli(Flag(
-        "--gate-fp32", "verification and build", "min argmax agreement of the FP32 graph, overall and on every"
-        " frame (default 0.9999)", _GATE, repr, ("export", "gate_fp32"), "FRACTION")))
-    gate_fp16: float = field(default=0.995, metadata=_cli(Flag(
-        "--gate-fp16", "verification and build", "min agreement of the FP16 graph (default 0.995)", _GATE, repr,
-        ("export", "gate_fp16"), "FRACTION")))
-    gate_engine: float = field(default=0.995, metadata=_cli(Flag(
-        "--gate-engine", "verification and build", "min agreement of the engine (default 0.995)", _GATE, repr,
-        ("export", "gate_engine"), "FRACTION")))
-    fp16_converter: str = field(default="auto", metadata=_cli(Flag(
-        "--fp16-converter", "verification and build", "auto (default): ModelOpt AutoCast if installed, else rtseg's"
-        " own converter", _reader_choice("auto", "autocast", "rtseg"), recipe=("export", "fp16_converter"),
-        metavar="{auto,autocast,rtseg}")))
-    exporter: str = field(default="torchscript", metadata=_cli(Flag(
-        "--exporter", "verification and build", "torch.onnx exporter (default torchscript)",
-        _reader_choice("torchscript", "dynamo"), recipe=("export", "exporter"), metavar="{torchscript,dynamo}")))
-    workspace_mib: int | None = field(default=None, metadata=_cli(Flag(
-        "--workspace", "verification and build", "TensorRT builder workspace limit in MiB",
-        _reader_number(int, 16, 1 << 24), recipe=("export", "workspace_mib"), metavar="MIB")))
-    require_engine: bool = field(default=False, metadata=_cli(Flag(
-        "--require-engine", "verification and build", "fail instead of skipping the engine step where TensorRT or"
-        " a GPU is missing", _read_switch, recipe=("export", "require_engine"), switch=True)))
-    force: bool = field(default=False, metadata=_cli(Flag(
     calib_labels: Path | None = field(default=None, metadata=_cli(Flag(
         "--calib-labels", "verification and build", "with --precision int8/bf16: a folder of label PNGs for the"
         " --calib frames (<frame index:06d>.png of a video, <image stem>.png of images); the gate then checks mIoU",
@@ -272,6 +249,29 @@ class ExportOptions:
         "--int8-tensorrt", "verification and build", "with --precision int8: also write the symmetric S8S8 QDQ"
         " graph TensorRT builds INT8 engines from (model.int8.s8s8.onnx)", _read_switch,
         recipe=("export", "int8_tensorrt"), switch=True)))
+    gate_fp32: float = field(default=0.9999, metadata=_cli(Flag(
+        "--gate-fp32", "verification and build", "min argmax agreement of the FP32 graph, overall and on every"
+        " frame (default 0.9999)", _GATE, repr, ("export", "gate_fp32"), "FRACTION")))
+    gate_fp16: float = field(default=0.995, metadata=_cli(Flag(
+        "--gate-fp16", "verification and build", "min agreement of the FP16 graph (default 0.995)", _GATE, repr,
+        ("export", "gate_fp16"), "FRACTION")))
+    gate_engine: float = field(default=0.995, metadata=_cli(Flag(
+        "--gate-engine", "verification and build", "min agreement of the engine (default 0.995)", _GATE, repr,
+        ("export", "gate_engine"), "FRACTION")))
+    fp16_converter: str = field(default="auto", metadata=_cli(Flag(
+        "--fp16-converter", "verification and build", "auto (default): ModelOpt AutoCast if installed, else rtseg's"
+        " own converter", _reader_choice("auto", "autocast", "rtseg"), recipe=("export", "fp16_converter"),
+        metavar="{auto,autocast,rtseg}")))
+    exporter: str = field(default="torchscript", metadata=_cli(Flag(
+        "--exporter", "verification and build", "torch.onnx exporter (default torchscript)",
+        _reader_choice("torchscript", "dynamo"), recipe=("export", "exporter"), metavar="{torchscript,dynamo}")))
+    workspace_mib: int | None = field(default=None, metadata=_cli(Flag(
+        "--workspace", "verification and build", "TensorRT builder workspace limit in MiB",
+        _reader_number(int, 16, 1 << 24), recipe=("export", "workspace_mib"), metavar="MIB")))
+    require_engine: bool = field(default=False, metadata=_cli(Flag(
+        "--require-engine", "verification and build", "fail instead of skipping the engine step where TensorRT or"
+        " a GPU is missing", _read_switch, recipe=("export", "require_engine"), switch=True)))
+    force: bool = field(default=False, metadata=_cli(Flag(
         "--force", "verification and build", "redo every step even if its inputs are unchanged", _read_switch,
         switch=True, rebuild=False)))
     command: str = ""  # the rebuild command written into the manifest (set by the CLI)
