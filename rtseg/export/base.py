@@ -61,6 +61,10 @@ class Export:
         check_size_fits(list(self.frame_counts().items()), self.num_classes)  # absurd sizes
         self.check_memory()  # a size that cannot fit: one line now, not the OOM killer later
         self.frames = self.make_frames()  # --calib errors too
+        if self.opts.precision in ("int8", "bf16"):
+            from .reduced import check_frames
+
+            check_frames(self)  # two disjoint frame sets of the input's shape, their labels: now, not later
         existed = Path(self.opts.out).exists()
         self.out = prepare_out_dir(self.opts.out)  # removes rtseg.json: from here on no stale promise
         try:
@@ -69,10 +73,6 @@ class Export:
             if not existed:
                 remove_if_empty(self.out)
             raise
-        if self.opts.precision in ("int8", "bf16"):
-            from .reduced import check_frames
-
-            check_frames(self)  # two disjoint frame sets of the input's shape, their labels: now, not later
 
     def _build(self, t0: float) -> ExportResult:
         self.say(f"rtseg export: {self.title} ({self.num_classes} classes) at {_size_text(self.shapes)}"
@@ -91,6 +91,12 @@ class Export:
                 fp16, verification["onnx_fp16"] = self.fp16_graph(onnx_path)
             else:
                 verification["onnx_fp16"] = self._skip("onnx_fp16", FP16_FILE, "the FP32 graph failed its gate")
+        self.reduced = {}
+        if self.opts.precision in ("int8", "bf16"):  # INT8 graphs (ORT/OpenVINO CPU, TensorRT) or OpenVINO BF16
+            from .reduced import reduced_step
+
+            self.reduced, reports = reduced_step(self, onnx_path, verification["onnx"].get("passed", True))
+            verification.update(reports)
         engine_src = self.out / (FP16_FILE if fp16 else ONNX_FILE)
         if all(verification[k].get("passed", True) for k in _VERIFIED if k in verification):
             engine, build_stamp, verification["engine"] = self.engine(engine_src)
@@ -99,18 +105,13 @@ class Export:
             self.steps.forget("engine")
             engine, build_stamp = None, {}
             verification["engine"] = self._skip("engine", ENGINE_FILE, "an earlier gate failed")
-        self.reduced = {}
-        if self.opts.precision in ("int8", "bf16"):  # INT8 graphs (ORT/OpenVINO CPU, TensorRT) or OpenVINO BF16
-            from .reduced import reduced_step
-
-            self.reduced, reports = reduced_step(self, onnx_path, verification["onnx"].get("passed", True))
-            verification.update(reports)
         self.frames = self.reference = None  # verification is over: its frames and outputs can go
 
         failed = [k for k in _VERIFIED if not verification.get(k, {}).get("passed", True)]
         passed = verification["passed"] = not failed
         failed = [k for k in failed if "skipped" not in verification[k]]  # name the cause, not what it stopped
         manifest = self.manifest(verification, fp16, engine, build_stamp)
+        manifest.artifacts.update(self.reduced)  # the INT8 graphs, named only in bundles that have them
         path = write_manifest(self.out, manifest, passed)  # the last write of the run
         took = time.perf_counter() - t0
         if passed:
@@ -119,7 +120,6 @@ class Export:
             self.say(f"verification FAILED for {', '.join(failed)}: artifacts and report kept in {self.out}"
                      f" ({FAILED_MANIFEST}); no {MANIFEST} was written ({took:.1f} s)")
         return ExportResult(self.out, manifest, passed, path)
-        manifest.artifacts.update(self.reduced)  # the INT8 graphs, named only in bundles that have them
 
     def _skip(self, name: str, file: str, why: str) -> dict:
         self.say(f"  {name:<10} {file:<16} skipped: {why}")
