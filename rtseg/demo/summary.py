@@ -21,9 +21,10 @@ def summary_lines(r: dict) -> list[str]:
         lines.append(f"  browser    {r['serve']}")
     stages = p.get("stages", {})
     per_stage = ", ".join(f"{name} {_ms(d.get('p50'))}" for name, d in stages.items() if d.get("n"))
-    lat = p.get("latency", {})
-    lines.append(f"  speed      end to end {p['fps']:.1f} fps over {p['frames']} frames; latency p50 {_ms(lat.get('p50'))}"
-                 f" ms, p99 {_ms(lat.get('p99'))} ms")
+    work, queued = p.get("work") or {}, p.get("queued") or {}
+    lines.append(f"  speed      end to end {p['fps']:.1f} fps over {p['frames']} frames; per frame (its stages) p50"
+                 f" {_ms(work.get('p50'))} ms, p99 {_ms(work.get('p99'))} ms; queue wait p50 {_ms(queued.get('p50'))}"
+                 f" ms (a file is read ahead of the model)")
     lines.append(f"             per stage p50 (ms): {per_stage}")
     for tier, b in (r.get("bench") or {}).items():
         if b.get("n"):
