@@ -14,4 +14,9 @@ for _sig in (signal.SIGINT, signal.SIGTERM):
 
 from .cli import main  # after the handlers above, so that they cover this import
 
-sys.exit(main())
+code = main()
+# The outputs are final: a signal during the interpreter's shutdown (which resets the handlers) must not turn the
+# exit status into "killed by SIGINT"
+for _sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_sig, signal.SIG_IGN)
+sys.exit(code)
