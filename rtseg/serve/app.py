@@ -47,15 +47,17 @@ class Service:
     handle: object
     joined: bool
     bundle_sha256: str | None = None
-    bundle_ref: object = None  # the object-store reference of the bundle's bytes, kept while the service runs
 
     def stop(self) -> None:
         from ray import serve
         import ray
 
+        from .package import withdraw
+
         try:
             if self.joined:
                 serve.delete(APP_NAME)  # leave the cluster's other applications running
+                withdraw()  # the bundle holders (this one, and one an --update left)
             else:
                 serve.shutdown()
         finally:
@@ -72,30 +74,31 @@ def start(opts: ServeOptions) -> Service:
     read_manifest(opts.bundle)
     bundle = Path(opts.bundle).resolve()
     bundle = bundle if bundle.is_dir() else bundle.parent
-    from .deployment import SegmentService
 
     if opts.address:
         check_reachable(opts.address)  # the HTTP proxy then listens on the cluster's nodes, not necessarily here
     else:
         check_port_free(opts.host, opts.port)
-    from .package import pack
+    from .package import pack, publish, withdraw
 
     package = pack(bundle)  # checked here, before Ray starts: a changed artifact is one line
     _init_ray(ray, opts)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines on every start and stop
+    deployed = holder = None
     try:
-        ref = ray.put(package)  # owned by this process: it lives as long as the service, on the head's node
         serve.start(proxy_location=opts.proxy_location, http_options={"host": opts.host, "port": opts.port})
-        threads = max(1, int(round(opts.cpus_per_replica))) if opts.gpus_per_replica == 0 else None
-        app = SegmentService.options(
-            num_replicas=opts.replicas, max_ongoing_requests=max(16, 2 * opts.max_batch),
-            ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica},
-        ).bind([ref], opts.backend, opts.device, threads, opts.max_batch, opts.batch_wait_ms, opts.max_frame)
-        handle = serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        if opts.address:
+            _check_joinable(serve, opts)
+        holder = publish(package)  # the verified bytes, held on the head node for every replica to fetch
+        deployed = True
+        handle = serve.run(application(opts, holder), name=APP_NAME, route_prefix="/", blocking=False)
     except BaseException as exc:  # Ctrl-C included: nothing of ours stays deployed
         try:
-            if opts.address:
-                serve.delete(APP_NAME)  # the cluster's other applications keep running
+            if opts.address:  # the cluster's other applications (and a service found running) keep running
+                if deployed:
+                    serve.delete(APP_NAME)
+                if holder:
+                    withdraw(only=holder)
             else:
                 serve.shutdown()
         except Exception:  # noqa: BLE001 - the original failure is the one to report
@@ -108,7 +111,39 @@ def start(opts: ServeOptions) -> Service:
         raise RtsegError(f"Ray Serve could not start the application: {first}") from None
     host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
     return Service(url=f"http://{host}:{opts.port}", handle=handle, joined=bool(opts.address),
-                   bundle_sha256=package.bundle_sha256, bundle_ref=ref)
+                   bundle_sha256=package.bundle_sha256)
+
+
+def application(opts: ServeOptions, holder: str):
+    """The Serve application: ``opts.replicas`` replicas, each loading the bundle held by ``holder``."""
+    from .deployment import SegmentService
+
+    threads = max(1, int(round(opts.cpus_per_replica))) if opts.gpus_per_replica == 0 else None
+    return SegmentService.options(
+        num_replicas=opts.replicas, max_ongoing_requests=max(16, 2 * opts.max_batch),
+        ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica},
+    ).bind({"holder": holder}, opts.backend, opts.device, threads, opts.max_batch, opts.batch_wait_ms,
+           opts.max_frame)
+
+
+def _check_joinable(serve, opts: ServeOptions) -> None:
+    """Joining a cluster: an rtseg service already running there is changed only by ``--update``; Serve has one HTTP
+    address per cluster, so one that listens elsewhere is one line, not a service announced on a port nobody
+    listens on."""
+    if APP_NAME in serve.status().applications:
+        raise RtsegError(f"an rtseg service already runs on the Ray cluster at {opts.address}; change its bundle"
+                         f" with rtseg serve BUNDLE --update --address {opts.address}")
+    try:
+        from ray.serve.context import _get_global_client
+
+        config = _get_global_client().http_config
+        running = (config.host, int(config.port))
+    except Exception:  # noqa: BLE001 - another Ray version: nothing to compare
+        return
+    if running != (opts.host, opts.port):
+        raise RtsegError(f"Serve already runs on the Ray cluster at {opts.address} with its HTTP proxy on"
+                         f" {running[0]}:{running[1]}; pass --host {running[0]} --port {running[1]} (one HTTP"
+                         f" address per cluster)")
 
 
 def _check_options(opts: ServeOptions) -> None:

@@ -6,6 +6,8 @@ import argparse
 import sys
 import threading
 
+from ..errors import RtsegError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="a bundle folder written by rtseg export (read and verified here, then"
@@ -25,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " takes it: PORT, HOST:PORT or :PORT (instead of --host/--port)")
     parser.add_argument("--address", help="join this Ray cluster (HOST:PORT of its head, or ray://HOST:10001)"
                                           " instead of starting a local one")
+    parser.add_argument("--update", action="store_true",
+                        help="roll the service running on --address over to this bundle (same flags as its start),"
+                             " then exit; a bundle of another model needs --force")
+    parser.add_argument("--force", action="store_true", help="with --update: replace the model too")
     parser.add_argument("--proxy-location", default="HeadOnly", choices=("HeadOnly", "EveryNode"),
                         help="HTTP proxies: HeadOnly (default; the URL printed) or EveryNode (one per node with"
                              " replicas, each on --port: for a load balancer in front)")
@@ -39,8 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from .app import ServeOptions, start
 
     if args.serve:
-        from ..errors import RtsegError
-
         host, _, port = str(args.serve).rpartition(":")
         if not port.isdigit() or int(port) > 65535:
             raise RtsegError(f"--serve {args.serve}: expected PORT or HOST:PORT (port 0-65535)")
@@ -50,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
                         batch_wait_ms=args.batch_wait_ms, host=args.host, port=args.port, address=args.address,
                         backend=args.backend, device=args.device, max_frame=parse_size(args.max_frame, "--max-frame"),
                         proxy_location=args.proxy_location)
+    if args.update:
+        from .update import update
+
+        update(opts, force=args.force, say=lambda line: print(line, file=sys.stderr, flush=True))
+        return 0
+    if args.force:
+        raise RtsegError("--force goes with --update (replacing a running service's model)")
     service = start(opts)
     try:
         print(f"rtseg: serving {args.bundle} (bundle sha256 {service.bundle_sha256[:12]}...) on {args.replicas}"

@@ -6,10 +6,10 @@ through ``@serve.batch``: the frames that arrive within ``batch_wait_ms`` of eac
 Each answer carries the replica that ran it, the Ray node it runs on and the size of its batch, so clients can
 count the batching and the spread over nodes.
 
-The bundle comes from Ray, not from a path: ``bundle`` is a one-item list holding the object-store reference of
-the :class:`~rtseg.serve.package.Package` the head verified (a list, so Serve hands the replica the reference, not
-the bytes, and the replica fetches them on its own node); the replica writes it into a folder of its own and
-re-checks every sha256 before loading (:func:`rtseg.serve.package.unpack`). A plain path still works (one machine).
+The bundle comes from Ray, not from a path: ``bundle`` names the detached actor on the head node that holds the
+:class:`~rtseg.serve.package.Package` the serve command verified (``{"holder": name}``); the replica fetches those
+bytes through Ray's object store onto its own node, writes them into a folder of its own and re-checks every sha256
+before loading (:func:`rtseg.serve.package.fetch`). A plain path still works (one machine).
 
 HTTP routes (under the application's route prefix):
     GET  /health    200 {"status": "ok", ...} while the replica's segmenter is loaded
@@ -39,12 +39,10 @@ class SegmentService:
         from rtseg.runtime import load
 
         self.bundle_sha256, self.folder = None, None
-        if isinstance(bundle, list):  # [ObjectRef of a Package]: the bytes the head verified
-            from rtseg.serve.package import unpack
+        if isinstance(bundle, dict):  # {"holder": name}: the bytes the serve command verified, from Ray
+            from rtseg.serve.package import fetch
 
-            package = ray.get(bundle[0])
-            self.folder = unpack(package)
-            self.bundle_sha256 = package.bundle_sha256
+            self.folder, self.bundle_sha256 = fetch(bundle["holder"])
             bundle = str(self.folder)
         self.seg = load(bundle, backend=backend, device=device, threads=threads)
         self.node = ray.get_runtime_context().get_node_id()

@@ -1,12 +1,13 @@
 """A bundle that travels with the deployment: its verified bytes in Ray's object store, not a path on every node.
 
-``rtseg serve BUNDLE`` checks every artifact against the manifest on the head (:func:`pack`), reads the manifest
-and the artifacts into memory and puts them into Ray's object store once (``ray.put``, owned by the serve process,
-so the object lives as long as the service, whatever happens to the worker nodes). Each replica, on whichever node
-Serve places it, fetches those bytes, writes them into a folder of its own on its node, checks every file's sha256
-against what the head verified (:func:`unpack`) and loads the bundle from there. The bundle's folder on the head
-may then change or disappear: a replica started later (a node lost, a replica replaced) still gets the same bytes;
-a changed bundle is served only after ``rtseg serve ... --update`` packs it again.
+``rtseg serve BUNDLE`` checks every artifact against the manifest (:func:`pack`), reads the manifest and the
+artifacts into memory and hands them to a small detached actor on the head node, named after the bundle's hash
+(:func:`publish`): it outlives the serve command's own process (``--update`` runs as another one) and every worker
+node. Each replica, on whichever node Serve places it, asks that actor for the bytes (they reach its node through
+Ray's object store), writes them into a folder of its own, checks every file's sha256 against what the serve command
+verified (:func:`fetch`) and loads the bundle from there. The bundle's folder may then change or disappear: a
+replica started later (a node lost, a replica replaced) still gets the same bytes; a changed bundle is served only
+after ``rtseg serve ... --update`` publishes it and Serve rolls the replicas over to it.
 
 The bundle's identity, ``bundle_sha256`` (in ``/info``), is the sha256 of its ``rtseg.json``: the manifest names
 every artifact's sha256, so one hash names the whole bundle.
@@ -23,6 +24,8 @@ from pathlib import Path
 from ..errors import RtsegError
 
 MANIFEST = "rtseg.json"
+NAMESPACE = "rtseg"  # the Ray namespace of the bundle holders
+PREFIX = "rtseg-bundle-"
 
 
 @dataclass(frozen=True)
@@ -76,3 +79,53 @@ def unpack(package: Package, parent: str | None = None) -> Path:
             raise RuntimeError(f"{name} arrived with sha256 {got[:12]}..., the head verified"
                                f" {package.sha256[name][:12]}...; refusing to serve it")
     return folder
+
+
+class _Holder:
+    """Holds one package in memory; replicas ask it for the bytes."""
+
+    def __init__(self, package: Package):
+        self.package = package
+
+    def get(self) -> Package:
+        return self.package
+
+
+def holder_name(bundle_sha256: str) -> str:
+    return PREFIX + bundle_sha256[:32]
+
+
+def publish(package: Package) -> str:
+    """The package in a detached actor on the head node (one per bundle hash: publishing again reuses it); returns
+    the actor's name."""
+    import ray
+
+    name = holder_name(package.bundle_sha256)
+    holder = ray.remote(_Holder).options(
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
+        resources={"node:__internal_head__": 0.001}, max_restarts=0)
+    ray.get(holder.remote(package).get.remote())  # ready (and holding it) before any replica asks
+    return name
+
+
+def fetch(name: str) -> tuple[Path, str]:
+    """In a replica: the package from its holder, written and checked on this node; (folder, bundle sha256)."""
+    import ray
+
+    package = ray.get(ray.get_actor(name, namespace=NAMESPACE).get.remote())
+    return unpack(package), package.bundle_sha256
+
+
+def withdraw(keep: str | None = None, only: str | None = None) -> None:
+    """Kill the bundle holders (all, all but ``keep``, or ``only`` that one): when the service stops, an update has
+    rolled out, or a start failed."""
+    import ray
+
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = entry["name"] if isinstance(entry, dict) else entry
+        space = entry.get("namespace") if isinstance(entry, dict) else NAMESPACE
+        if space == NAMESPACE and name.startswith(PREFIX) and name != keep and only in (None, name):
+            try:
+                ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+            except ValueError:  # gone already
+                pass

@@ -62,7 +62,7 @@ def cluster():
         workers = [c.add_node(num_cpus=2, object_store_memory=store) for _ in range(2)]
         c.wait_for_nodes()
         try:
-            yield c, workers
+            yield c, workers, free_port()  # Serve has one HTTP port per cluster: every service here uses it
         finally:
             c.shutdown()
 
@@ -79,20 +79,18 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> Non
         except OSError:
             pass
         time.sleep(1)
-    pytest.fail(f"rtseg serve did not become healthy within {timeout} s")
+    proc.kill()
+    pytest.fail(f"rtseg serve did not become healthy within {timeout} s: {proc.communicate()[1][-2000:]}")
 
 
 def test_replicas_on_two_nodes_survive_a_node_loss(cluster, fast_scnn_bundle, tmp_path):
-    c, workers = cluster
+    c, workers, port = cluster
     assert {n.node_ip_address for n in [c.head_node, *workers]} == {LOCAL}, "a Ray node left 127.0.0.1"
     bundle = tmp_path / "bundle"
     shutil.copytree(fast_scnn_bundle, bundle)
     bundle_sha = hashlib.sha256((bundle / "rtseg.json").read_bytes()).hexdigest()
-    port = free_port()
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "rtseg", "serve", str(bundle), "--address", c.address,
-                             "--replicas", "2", "--cpus-per-replica", "1", "--port", str(port), "--max-batch", "4"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = _serve([str(bundle), "--address", c.address, "--replicas", "2", "--cpus-per-replica", "1", "--port",
+                   str(port), "--max-batch", "4"], tmp_path, wait=False)
     url = f"http://{LOCAL}:{port}"
     try:
         _wait_healthy(url, proc)
@@ -159,6 +157,106 @@ def test_replicas_on_two_nodes_survive_a_node_loss(cluster, fast_scnn_bundle, tm
             nodes_now.add(info["node"])
         assert nodes_now == {survivor}, f"answers after the loss came from {nodes_now}, not only {survivor}"
         assert victim.node_id not in nodes_now
+        remote.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _export(out: Path, model: str, size: str) -> Path:
+    from rtseg.cli import main
+
+    assert main(["export", "--model", model, "--input-size", size, "--precision", "fp32", "--calib-frames", "1",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def _serve(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess | subprocess.Popen:
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "rtseg", "serve", *args]
+    if kw.pop("wait", True):
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+
+
+def test_update_rolls_over_to_a_changed_bundle_without_losing_a_request(cluster, fast_scnn_bundle, tmp_path):
+    c, _, port = cluster
+    while len(c.worker_nodes) < 2:  # two worker nodes again after the previous test's loss
+        c.add_node(num_cpus=2, object_store_memory=100 * 1024 * 1024)
+    c.wait_for_nodes()
+    first = tmp_path / "first"
+    shutil.copytree(fast_scnn_bundle, first)
+    second = _export(tmp_path / "second", "fast_scnn", "96x192")  # the same model, another bundle
+    other = _export(tmp_path / "other", "bisenetv2", "64x128")  # another model
+    shas = {name: hashlib.sha256((b / "rtseg.json").read_bytes()).hexdigest()
+            for name, b in (("first", first), ("second", second))}
+    common = ["--address", c.address, "--replicas", "2", "--cpus-per-replica", "1", "--max-batch", "4"]
+    proc = _serve([str(first), *common, "--port", str(port)], tmp_path, wait=False)
+    url = f"http://{LOCAL}:{port}"
+    try:
+        _wait_healthy(url, proc)
+        (first / "model.onnx").write_bytes(b"changed on disk while serving")  # ignored: replicas hold the bytes
+        frames = [np.ascontiguousarray(synthetic_scenes(40, 180, 320, seed=30 + k)[..., ::-1]) for k in range(2)]
+        expected = {}
+        for name, b in (("first", fast_scnn_bundle), ("second", second)):
+            with load(b, threads=1) as seg:
+                expected[name] = [[seg.segment(f).labels for f in stream] for stream in frames]
+        remote = RemoteSegmenter(url, retries=20, backoff=0.25, timeout=60)
+        assert remote.info["bundle_sha256"] == shas["first"]
+
+        results: list[list] = [[] for _ in frames]
+        errors: list = []
+        stop = threading.Event()
+
+        def stream(k: int) -> None:
+            try:
+                while not stop.is_set():  # the stream's frames over and over until the update is done
+                    for frame in frames[k]:
+                        results[k].append(remote.segment(frame).labels)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=stream, args=(k,)) for k in range(len(frames))]
+        for t in threads:
+            t.start()
+        again = _serve([str(second), *common, "--port", str(port)], tmp_path)  # a second start: not an update
+        refused = _serve([str(other), *common, "--update"], tmp_path)
+        broken = tmp_path / "broken"
+        shutil.copytree(second, broken)
+        (broken / "model.onnx").write_bytes(b"not the verified graph")
+        refused_broken = _serve([str(broken), *common, "--update"], tmp_path)
+        done = _serve([str(second), *common, "--update"], tmp_path)
+        time.sleep(2)
+        stop.set()
+        for t in threads:
+            t.join(300)
+        assert not errors, errors
+
+        for out, words in ((refused, ("fast_scnn", "bisenetv2", "--force")), (refused_broken, ("model.onnx",)),
+                           (again, ("already runs", "--update"))):
+            lines = out.stderr.strip().splitlines()
+            assert out.returncode != 0 and len(lines) == 1 and lines[0].startswith("rtseg: error:"), out.stderr
+            assert all(w in lines[0] for w in words), lines[0]
+        assert done.returncode == 0, done.stderr
+        with urllib.request.urlopen(url + "/info", timeout=30) as resp:
+            assert json.loads(resp.read())["bundle_sha256"] == shas["second"]
+        # Every request got one answer, from the old bundle or the new one; once the new one answered a stream, no
+        # later answer of that stream came from the old one after the update finished.
+        seen = {"first": 0, "second": 0}
+        for k, answers in enumerate(results):
+            for i, labels in enumerate(answers):
+                j = i % len(frames[k])
+                which = [n for n in ("first", "second") if np.array_equal(labels, expected[n][k][j])]
+                assert which, f"stream {k} answer {i} is neither bundle's labels"
+                seen[which[0]] += 1
+            tail = answers[-len(frames[k]):]
+            assert all(np.array_equal(a, expected["second"][k][(len(answers) - len(tail) + n) % len(frames[k])])
+                       for n, a in enumerate(tail)), f"stream {k} still got the old bundle after the update"
+        assert seen["first"] and seen["second"], seen
         remote.close()
     finally:
         proc.send_signal(signal.SIGINT)
