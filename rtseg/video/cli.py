@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show", action="store_true", help="show the overlay in a window (needs a display)")
     parser.add_argument("--save", metavar="OUT.mp4", help="write every processed frame's picture as H.264 mp4"
                         " (default with no other sink: runs/run/N/<source>.mp4)")
+    parser.add_argument("--save-quality", choices=("fast", "balanced", "compact"), default=None,
+                        help="the H.264 encoder's preset: fast (ultrafast, the default: least CPU, bigger files),"
+                        " balanced (veryfast), compact (medium: smallest files, most CPU); docs/run.md")
     parser.add_argument("--no-save", action="store_true", help="save nothing when no sink is named")
     parser.add_argument("--out", metavar="DIR", help="folder for the default save (default: runs/run/N, N one more"
                         " than the last)")
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             summary = run_pipeline(seg, source, save=args.save, save_masks=args.save_masks, serve=args.serve,
                                    stats=args.stats, alpha=args.alpha, max_frames=args.max_frames,
                                    show=args.show, colour_masks=args.colour_masks, progress=not args.quiet,
-                                   on_start=started, picture=picture)
+                                   on_start=started, picture=picture, save_quality=args.save_quality)
         except SourceFailed as exc:
             if exc.summary is not None:
                 _print_summary(exc.summary)

@@ -263,7 +263,8 @@ def iter_results(seg, source, max_frames: int | None = None, *, live: bool | Non
 def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None, alpha: float = 0.5,
                  live: bool | None = None, max_frames: int | None = None, *, show: bool = False,
                  vid_stride: int = 1, colour_masks: bool = False, progress: bool = False,
-                 handle_signals: bool = True, on_start=None, picture=None) -> RunSummary:
+                 handle_signals: bool = True, on_start=None, picture=None,
+                 save_quality: str | None = None) -> RunSummary:
     """Segment ``source`` into the sinks asked for and return a :class:`RunSummary`.
 
     Sinks: ``save`` (H.264 mp4), ``save_masks`` (a folder of raw-id PNGs), ``serve`` (``[HOST:]PORT``, the browser
@@ -306,7 +307,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
             view.set_state(src.state, src.state_message)
             sinks.append(view)
         if save is not None:
-            sinks.append(VideoFileSink(save, src.fps))
+            sinks.append(VideoFileSink(save, src.fps, **({"quality": save_quality} if save_quality else {})))
         if save_masks is not None:
             sinks.append(MaskSink(save_masks, seg.colorize if colour_masks else None))
     except BaseException:
