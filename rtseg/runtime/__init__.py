@@ -25,9 +25,10 @@ def load(bundle: str | os.PathLike, backend: str = "auto", device: str | None = 
          threads: int | None = None, scales=None, flip: bool = False) -> Segmenter:
     """Open a bundle made by ``rtseg export`` and make it ready to segment frames.
 
-    backend: "auto" (TensorRT engine -> ONNX Runtime CUDA -> ONNX Runtime CPU), "tensorrt", "onnxruntime" or
-    "torch". device: None (choose), "cpu", "cuda" or "cuda:N". precision: which ONNX graph ("fp16"/"fp32"; default
-    FP16 on a GPU, FP32 on the CPU). input_size: fix the network input size of a dynamic bundle (default: chosen
+    backend: "auto" (TensorRT engine -> ONNX Runtime CUDA -> the CPU's fastest gated runner, docs/precision.md),
+    "tensorrt", "onnxruntime", "openvino" (CPU) or "torch". device: None (choose), "cpu", "cuda" or "cuda:N".
+    precision: "fp16", "fp32", "int8" (the bundle's INT8 graph) or "bf16" (OpenVINO); default FP16 on a GPU, on the
+    CPU the gated INT8 graph where the bundle has one, else FP32. input_size: fix the network input size of a dynamic bundle (default: chosen
     per frame). weights: the checkpoint for the torch backend when the one recorded in the bundle is elsewhere.
     threads: ONNX Runtime CPU threads (default: the cores this process may use). scales, flip: multi-scale and
     flip inference, e.g. ``scales=(0.75, 1.0, 1.25), flip=True``: each frame runs at every scale of its input size
