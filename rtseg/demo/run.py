@@ -84,8 +84,11 @@ def run_demo(opts: DemoOptions, say=print) -> dict:
             if outputs.get("serve"):
                 say(f"  browser    {outputs['serve']}  (live while the video runs)")
 
+        from ..video.legend import Picture
+
         summary = run_pipeline(seg, str(street / VIDEO_FILE), save=out / "overlay.mp4", save_masks=out / "masks",
-                               serve=opts.serve, progress=opts.progress, on_start=on_start)
+                               serve=opts.serve, progress=opts.progress, on_start=on_start,
+                               picture=Picture.for_segmenter(seg))  # the legend of the 7 trained classes
         timings["run"] = time.perf_counter() - t
         t = time.perf_counter()
         accuracy = score_masks(out / "masks", street / LABELS_DIR, seg.num_classes, seg.class_names)
