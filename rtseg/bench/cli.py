@@ -80,7 +80,6 @@ def _backends(values: list[str] | None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..eval.report import prepare_out
-    from ..sizes import parse_size
 
     if args.frames < 1 or args.warmup < 0:
         raise RtsegError("--max-frames (--frames) must be at least 1 and --warmup at least 0")
@@ -105,7 +104,22 @@ def run(args: argparse.Namespace) -> int:
         raise RtsegError(f"--threads must be at least 1, not {args.threads}")
     from ..video.paths import output_dir
 
-    out = prepare_out(output_dir("bench", args.out))
+    out_dir = output_dir("bench", args.out)
+    existed = out_dir.exists()
+    out = prepare_out(out_dir)
+    try:
+        return _run_in(args, backends, sizes, tiers, batches, out)
+    except BaseException:  # an error or Ctrl-C leaves no empty --out behind (one it did not create is kept)
+        if not existed:
+            from ..files import remove_if_empty
+
+            remove_if_empty(out)
+        raise
+
+
+def _run_in(args, backends, sizes, tiers, batches, out: Path) -> int:
+    from ..sizes import parse_size
+
     with cpu_threads(args.threads, "torch" in backends or not args.no_naive), \
             tempfile.TemporaryDirectory(prefix="rtseg-bench-source-") as tmp:
         source = args.source

@@ -51,6 +51,9 @@ def read_document(path: str | os.PathLike) -> tuple[Path, dict]:
     if not path.exists():
         raise RtsegError(f"no bundle at {path} (no bundle manifest there); create one with: rtseg export ... --out"
                          f" {path}")
+    if not path.is_dir() and path.name != MANIFEST:
+        raise RtsegError(f"{path} is a file, not a bundle: pass the bundle folder rtseg export wrote (the one"
+                         f" holding {MANIFEST}), or make one from it with: rtseg export ... --out DIR")
     if not manifest_path.is_file():
         if (root / FAILED_MANIFEST).is_file():
             raise RtsegError(f"{root} holds a bundle whose verification failed (see {FAILED_MANIFEST}); fix the"

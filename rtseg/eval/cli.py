@@ -66,9 +66,15 @@ def run(args: argparse.Namespace) -> int:
     args.out = output_dir("eval", args.out)
     if not args.pred and not args.bundle:
         raise RtsegError("give a BUNDLE to evaluate, or --pred MASK_DIR for masks saved by rtseg run --save-masks")
-    if args.against:
-        return _parity(args)
-    return _labelled(args)
+    existed = Path(args.out).exists()
+    try:
+        return _parity(args) if args.against else _labelled(args)
+    except BaseException:  # an error or Ctrl-C leaves no empty --out behind (one it did not create is kept)
+        if not existed:
+            from ..files import remove_if_empty
+
+            remove_if_empty(Path(args.out))
+        raise
 
 
 def _load(bundle: str, backend: str, args, precision: str | None = None):

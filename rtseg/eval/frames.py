@@ -67,7 +67,8 @@ def open_frames(path: str | Path, layout: str = "auto", split: str | None = None
             raise RtsegError(f"cannot open the video {path}; is it a video file OpenCV can decode?")
         return FrameSet(path, count if count > 0 else None)
     if not path.is_dir():
-        raise RtsegError(f"--data {path} does not exist; pass a folder of images or a video")
+        what = "is not a file or folder (a device, FIFO or socket)" if path.exists() else "does not exist"
+        raise RtsegError(f"--data {path} {what}; pass a folder of images or a video")
     images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if images:
         return FrameSet(path, len(images), images)

@@ -46,7 +46,8 @@ def choose_runner(bundle: Bundle, backend: str = "auto", device: str | None = No
     if backend == "openvino" and device not in (None, "cpu"):
         raise RtsegError(f"the OpenVINO runner runs on the CPU only, not {device}; drop --device or use cpu")
     if device is not None and device.startswith("cuda") and (reason := gpu_missing_reason()):
-        raise RtsegError(f"device {device} was asked for, but {reason}; use device='cpu'")
+        raise RtsegError(f"device {device} was asked for, but {reason}; use the CPU: --device cpu (device='cpu'"
+                         f" in Python)")
     if backend == "tensorrt":
         return _tensorrt(bundle, device), "asked for (--backend tensorrt)"
     if backend == "torch":

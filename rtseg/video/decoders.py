@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -264,6 +265,8 @@ def _folder_files(folder: Path) -> list[Path]:
 def open_decoder(source: str, open_timeout: float = 10.0, read_timeout: float = 5.0) -> Decoder:
     """Choose and open the decoder for ``source``; one-line :class:`RtsegError` where it cannot be opened."""
     text = source.strip()
+    if not text:
+        raise RtsegError("the source is an empty string; pass a video, image, folder, glob, webcam index or URL")
     if text.isdigit():
         return WebcamDecoder(int(text))
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
@@ -286,6 +289,12 @@ def open_decoder(source: str, open_timeout: float = 10.0, read_timeout: float = 
         raise RtsegError(f"source {path} does not exist; pass a video, image, folder, glob, webcam index or URL")
     if not os.access(path, os.R_OK):
         raise RtsegError(f"source {path} is not readable (permissions)")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise RtsegError(f"source {path} is {kind}, not a video or image file; pass a file, folder, webcam index"
+                         f" (e.g. 0) or stream URL")
     if path.stat().st_size == 0:
         raise RtsegError(f"source {path} is empty (0 bytes)")
     if path.suffix.lower() in IMAGE_SUFFIXES:
