@@ -103,3 +103,37 @@ def test_batch_zero_is_one_line(flag, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and err[0].startswith("rtseg"), err
     assert "0" in err[0] and "Traceback" not in err[0]
+
+
+def test_streams_sharing_a_segmenter_get_one_inference_per_batch(tmp_path):
+    """SharedSegmenter (several streams into one segmenter) hands its batches to segment_batch: with a bundle
+    exported with --max-batch, a batch of frames from several threads is one runner call."""
+    import threading
+
+    from rtseg.video.streams import SharedSegmenter
+
+    bundle = _export("fast_scnn", [(64, 128), (64, 128)], tmp_path)
+    seg = load(bundle, backend="onnxruntime", device="cpu")
+    calls = []
+    infer = seg.runner.infer
+    seg.runner.infer = lambda x: calls.append(len(x)) or infer(x)
+    frames = list(synthetic_scenes(8, 64, 128, seed=5)[..., ::-1].copy())
+    alone = [seg.segment(f).labels for f in frames]
+    calls.clear()
+    shared = SharedSegmenter(seg, max_batch=BATCH, wait_ms=200)
+    got = [None] * len(frames)
+    start = threading.Barrier(len(frames))
+
+    def send(i):
+        start.wait()
+        got[i] = shared.segment(frames[i]).labels
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(frames))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    shared.close()
+    assert all(np.array_equal(g, a) for g, a in zip(got, alone))
+    assert sum(calls) == len(frames) and len(calls) < len(frames) and max(calls) > 1, calls
+    assert dict(shared.batch_sizes) and all(n <= BATCH for n in shared.batch_sizes), shared.batch_sizes
