@@ -47,6 +47,9 @@ def decode_frame(body: bytes, shape_header: str | None, max_frame: tuple[int, in
             raise BadRequest(f"the body has {len(body)} bytes but {FRAME_SHAPE} {shape_header} needs"
                              f" {shape[0] * shape[1] * 3}; send exactly H*W*3 BGR uint8 bytes")
         return np.frombuffer(body, np.uint8).reshape(shape)
+    hw = header_size(body)
+    if hw is not None:  # the size the header states is checked before a single pixel is decoded
+        _check_size(hw, max_frame)
     import cv2
 
     frame = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
@@ -55,6 +58,26 @@ def decode_frame(body: bytes, shape_header: str | None, max_frame: tuple[int, in
                          f" raw BGR uint8 pixels with the header {FRAME_SHAPE}: H,W,3")
     _check_size(frame.shape[:2], max_frame)
     return frame
+
+
+def header_size(body: bytes) -> tuple[int, int] | None:
+    """(H, W) as an encoded image's header states it, read by Pillow without decoding the pixels; None where
+    Pillow is missing or does not know the format (OpenCV then decodes it and its size is checked after)."""
+    try:
+        import io
+
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with Image.open(io.BytesIO(body)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # Pillow's own guard: far beyond any --max-frame
+        raise BadRequest(f"the image's header states more than {2 * Image.MAX_IMAGE_PIXELS} pixels, larger than"
+                         f" this service's --max-frame; downscale it", status=413) from None
+    except Exception:  # noqa: BLE001 - any header Pillow cannot read is left to OpenCV to judge
+        return None
+    return int(height), int(width)
 
 
 def _check_size(hw: tuple[int, int], max_frame: tuple[int, int]) -> None:
