@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"browser view over HTTP (MJPEG) on port {SERVE_PORT} if none is given; binds"
                              " 127.0.0.1 unless a host is given")
     parser.add_argument("--stats", metavar="STATS.jsonl", help="per-frame timings as JSON lines, summary last")
+    parser.add_argument("--stream", metavar="rtp://HOST:PORT", help="also send the picture as H.264 over RTP; the SDP"
+                        " that players open is written beside the saved video (stream.sdp without one)")
     add_picture_arguments(parser)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--live", dest="live", action="store_true", default=None,
@@ -115,11 +117,17 @@ def run(args: argparse.Namespace) -> int:
     if args.show and (reason := gui_missing_reason()):
         raise RtsegError(reason)
     check_output_paths(args.source, args.save, args.save_masks, args.stats, args.overwrite)
+    if args.serve is not None:  # a busy port is found before the model loads, not after
+        from .server import check_listen
+
+        check_listen(args.serve)
     if args.remote is None:
         from .paths import resolve_bundle
 
         args.bundle = str(resolve_bundle(args.bundle))
     if len(args.source) > 1:
+        if args.stream:
+            raise RtsegError("--stream sends one source; run one rtseg run per source, each to its own port")
         return _run_streams(args)
     source = open_source(args.source[0], live=args.live, vid_stride=args.vid_stride)
     try:
@@ -148,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
             summary = run_pipeline(seg, source, save=args.save, save_masks=args.save_masks, serve=args.serve,
                                    stats=args.stats, alpha=args.alpha, max_frames=args.max_frames,
                                    show=args.show, colour_masks=args.colour_masks, progress=not args.quiet,
-                                   on_start=started, picture=picture, save_quality=args.save_quality)
+                                   on_start=started, picture=picture, save_quality=args.save_quality,
+                                   stream=args.stream)
         except SourceFailed as exc:
             if exc.summary is not None:
                 _print_summary(exc.summary)

@@ -71,6 +71,29 @@ def parse_address(text: str | int) -> tuple[str, int]:
     return host, int(port)
 
 
+def _listen_error(exc: OSError, host: str, port: int) -> RtsegError:
+    if exc.errno == errno.EADDRINUSE:
+        return RtsegError(f"--serve: port {port} on {host} is already in use; pick another port (or 0 for a free"
+                          f" one)")
+    return RtsegError(f"--serve: cannot listen on {host}:{port} ({exc.strerror})")
+
+
+def check_listen(address: str | int) -> None:
+    """Raise the one-line error BrowserView would, now, before any slow work (the port is bound and let go)."""
+    import socket
+
+    host, port = parse_address(address)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds
+            probe.bind(infos[0][4])
+    except socket.gaierror as exc:
+        raise RtsegError(f"--serve: cannot listen on {host}:{port} ({exc.strerror})") from None
+    except OSError as exc:
+        raise _listen_error(exc, host, port) from None
+
+
 class BrowserView:
     """The HTTP server and the newest JPEG; also a sink (``write(result)``) for the pipeline."""
 
@@ -93,10 +116,7 @@ class BrowserView:
         try:
             self.httpd = ThreadingHTTPServer((host, port), self._handler())
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise RtsegError(f"--serve: port {port} on {host} is already in use; pick another port "
-                                 "(or 0 for a free one)") from None
-            raise RtsegError(f"--serve: cannot listen on {host}:{port} ({exc.strerror})") from None
+            raise _listen_error(exc, host, port) from None
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
         self.url = f"http://{self.host}:{self.port}/"

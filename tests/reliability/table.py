@@ -90,6 +90,10 @@ RUN_FLAGS = {  # bad values of rtseg run's own flags (the source and bundle are 
     "device-cuda": (["--device", "cuda"], "--device cpu"),
     "device-nonsense": (["--device", "gpu7"], "gpu7"),
     "backend-nonsense": (["--backend", "onnx"], "onnx"),
+    "serve-busy-port": (["--serve", "{busy}"], "already in use"),
+    "serve-busy-port-host": (["--serve", "127.0.0.1:{busy}"], "already in use"),
+    "serve-bad-address": (["--serve", "nohost:x"], "expected PORT or HOST:PORT"),
+    "serve-unknown-host": (["--serve", "no-such-host.invalid:8080"], "cannot listen"),
     "remote-and-scales": (["--remote", "http://127.0.0.1:9", "--scales", "1,0.5"], "--remote"),
 }
 
@@ -117,6 +121,8 @@ OTHER = {  # other commands' mistakes: argv, words
     "serve-a-video": (["serve", "{clip}"], "is a file, not a bundle"),
     "triton-an-onnx": (["triton", "{bundle}/model.onnx", "{out}"], "is a file, not a bundle"),
     "run-an-onnx": (["run", "{bundle}/model.onnx", "{clip}", "--no-save"], "is a file, not a bundle"),
+    "run-busy-port-before-the-model": (["run", "{bundle-model-flipped}", "{clip}", "--serve", "{busy}"],
+                                       "already in use"),
     "serve-port-zero": (["serve", "{bundle}", "--port", "0", "--address", "127.0.0.1:9"], "--port 0"),
     "serve-address": (["serve", "{bundle}", "--address", "nohostport"], "expected HOST:PORT"),
 }

@@ -12,6 +12,8 @@ import numpy as np
 
 from ..video.media import make_video, numbered_frame
 
+_KEEP: list = []  # sockets the cases need open
+
 # bundle variants: name -> how a copy of the good bundle is broken
 BROKEN_BUNDLES = {
     "no-manifest": lambda b: (b / "rtseg.json").unlink(),
@@ -87,4 +89,9 @@ def build_world(root: Path, good_bundle: Path) -> dict[str, str]:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         paths["port"] = str(s.getsockname()[1])
+    busy = socket.socket()  # a port in use for as long as the world lives (closed with the process)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    paths["busy"] = str(busy.getsockname()[1])
+    _KEEP.append(busy)
     return paths
