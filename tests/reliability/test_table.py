@@ -56,3 +56,9 @@ def test_case(world, case, capsys):
     else:
         assert len(errors) == 1 and words in errors[0], err
         assert _snapshot(root) == before, "a failed command wrote or changed files"
+
+
+def test_the_docs_list_every_case():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text()
+    missing = [c[0] for c in CASES if f"| `{c[0]}` |" not in doc]
+    assert not missing, f"docs/reliability.md does not list {missing}"
