@@ -99,13 +99,52 @@ def _check_mask_folder(folder: Path, overwrite: bool) -> None:
 
 
 def open_for_writing(path, flag: str):
-    """A text file for streamed records (JSON lines), with a one-line error where it cannot be written."""
+    """A text file for streamed records (JSON lines), written in place so it can be followed during the run, with
+    a one-line error where it cannot be written: a write, flush or close that fails (a full disk) removes the
+    file and raises :class:`RtsegError` once; later calls do nothing."""
     path = Path(path)
     _check_folder(path, flag)
     try:
-        return open(path, "w", encoding="utf-8")
+        return _StreamedText(path, flag)
     except OSError as exc:
         raise RtsegError(f"{flag} {path}: cannot write ({exc.strerror})") from None
+
+
+class _StreamedText:
+    def __init__(self, path: Path, flag: str):
+        self.path, self.flag = path, flag
+        self.file = open(path, "w", encoding="utf-8")
+        self.failed = False
+
+    def _do(self, step) -> None:
+        if self.failed:
+            return
+        try:
+            step()
+        except OSError as exc:
+            self.failed = True
+            try:
+                self.file.close()
+            except OSError:
+                pass
+            self.path.unlink(missing_ok=True)
+            raise RtsegError(f"{self.flag} {self.path}: could not write ({exc.strerror or exc}); free some space or"
+                             f" choose another path") from None
+
+    def write(self, text: str) -> None:
+        self._do(lambda: self.file.write(text))
+
+    def flush(self) -> None:
+        self._do(self.file.flush)
+
+    def close(self) -> None:
+        def finish():
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+
+        if not self.file.closed:
+            self._do(finish)
 
 
 def _even(image: np.ndarray) -> np.ndarray:

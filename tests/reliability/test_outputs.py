@@ -151,3 +151,12 @@ def test_model_edited_in_place_with_size_and_mtime_kept_is_refused(small_bundle,
     assert "model.onnx changed" in line and "rtseg export" in line
     assert np.any(np.frombuffer(model.read_bytes(), np.uint8) != np.frombuffer(
         (small_bundle / "model.onnx").read_bytes(), np.uint8))
+
+
+def test_disk_full_while_writing_stats(fast_scnn_bundle, tmp_path, small_disk, capsys):
+    video = make_video(tmp_path / "v.mp4", 120, (64, 96))
+    _fill(small_disk, 4096)
+    line = _error(capsys, ["run", str(fast_scnn_bundle), str(video), "--quiet", "--no-save", "--stats",
+                           str(small_disk / "s.jsonl")])
+    assert "--stats" in line and "could not write" in line, line
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no half-written stats
