@@ -8,6 +8,7 @@ decoding each (waiting for a stream's next packet is not counted). A reconnectab
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
@@ -56,6 +57,21 @@ def _av_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc).split(": '")[0] or type(exc).__name__
 
 
+def _url_failure(url: str, exc: Exception, waited: float, timeout: float) -> str:
+    """What happened when a stream URL did not open, in words: nobody there, silence, a hang-up or not video."""
+    reason = _av_reason(exc)
+    errno_ = getattr(exc, "errno", None)
+    if errno_ in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH) or "resolve" in reason.lower():
+        return f"cannot connect to {url}: {reason}; check the address and that the server is up"
+    if waited >= 0.9 * timeout or "Immediate exit" in reason:
+        return (f"{url} accepted the connection but sent no video for {waited:.0f} s (timed out); check that the"
+                f" server is streaming")
+    if errno_ in (errno.ECONNRESET, errno.EPIPE) or "End of file" in reason:
+        return f"{url} closed the connection before sending a video stream ({reason}); check the stream's path"
+    return (f"{url} answered, but not with a video stream FFmpeg can read ({reason}); check the URL's scheme and"
+            f" path")
+
+
 class AvDecoder(Decoder):
     """A video file or a stream URL through PyAV (FFmpeg); RTSP goes over TCP with open and read timeouts."""
 
@@ -74,13 +90,14 @@ class AvDecoder(Decoder):
     def _open(self) -> None:
         av = self.av
         options = {"rtsp_transport": "tcp"} if self.target.startswith(("rtsp://", "rtsps://")) else {}
+        start = time.monotonic()
         try:
             self.container = av.open(self.target, options=options, timeout=(self.open_timeout, self.read_timeout))
         except av.error.FFmpegError as exc:
-            what = "cannot connect to" if self.is_live else "cannot read"
-            hint = ("check the address and that the server is up" if self.is_live
-                    else "is it a video FFmpeg can decode? (truncated or not a video)")
-            raise RtsegError(f"{what} {self.target}: {_av_reason(exc)}; {hint}") from None
+            if self.is_live:
+                raise RtsegError(_url_failure(self.target, exc, time.monotonic() - start, self.open_timeout)) from None
+            raise RtsegError(f"cannot read {self.target}: {_av_reason(exc)}; is it a video FFmpeg can decode?"
+                             f" (truncated or not a video)") from None
         if not self.container.streams.video:
             self.close()
             raise RtsegError(f"{self.target} has no video stream")
