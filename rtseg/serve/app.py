@@ -86,6 +86,7 @@ def start(opts: ServeOptions) -> Service:
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines on every start and stop
     deployed = holder = None
     try:
+        check_resources(ray.cluster_resources(), opts)  # before Serve waits for replicas that cannot be placed
         serve.start(proxy_location=opts.proxy_location, http_options={"host": opts.host, "port": opts.port})
         if opts.address:
             _check_joinable(serve, opts)
@@ -157,6 +158,19 @@ def _check_options(opts: ServeOptions) -> None:
         raise RtsegError("--gpus-per-replica and --cpus-per-replica must be 0 or more")
     if not 0 < opts.port < 65536:
         raise RtsegError(f"--port {opts.port}: must be 1-65535")
+
+
+def check_resources(total: dict, opts: ServeOptions) -> None:
+    """One line, at once, when the cluster cannot hold every replica (Ray would wait for them forever)."""
+    where = f"the Ray cluster at {opts.address}" if opts.address else "this machine's Ray cluster"
+    for key, flag, each in (("CPU", "--cpus-per-replica", opts.cpus_per_replica),
+                            ("GPU", "--gpus-per-replica", opts.gpus_per_replica)):
+        need, have = opts.replicas * each, float(total.get(key, 0.0))
+        if need > have + 1e-9:
+            fix = ("pass --gpus-per-replica 0 to run on the CPU" if key == "GPU" and have == 0
+                   else f"lower --replicas or {flag}")
+            raise RtsegError(f"{opts.replicas} replica(s) x {flag} {each:g} need {need:g} {key}(s) but {where} has"
+                             f" {have:g}; {fix}")
 
 
 def check_port_free(host: str, port: int) -> None:
