@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 
@@ -62,13 +63,28 @@ def run(args: argparse.Namespace) -> int:
     if args.force:
         raise RtsegError("--force goes with --update (replacing a running service's model)")
     service = start(opts)
+    # Ray puts its own SIGTERM handler in this process (an abort with a native stack dump); ours stops the
+    # service: Ctrl-C or SIGTERM (what docker and systemd send) drain the replicas, then exit 128 + the signal
+    signals: list[int] = []
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        signals.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(f"rtseg: serving {args.bundle} (bundle sha256 {service.bundle_sha256[:12]}...) on {args.replicas}"
               f" replica(s) at {service.url}/segment"
               f" (health: {service.url}/health); Ctrl-C stops", file=sys.stderr, flush=True)
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("rtseg: stopping", file=sys.stderr, flush=True)
+        while not stop.wait(0.5):
+            pass
+        print(f"rtseg: {signal.Signals(signals[0]).name}: stopping (draining the replicas)", file=sys.stderr,
+              flush=True)
     finally:
-        service.stop()
-    return 0
+        try:
+            service.stop()  # further signals are only recorded meanwhile
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return 128 + signals[0] if signals else 0
