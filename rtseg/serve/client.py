@@ -50,7 +50,12 @@ class RemoteSegmenter:
         self.batch_sizes: dict[int, int] = {}  # batch size the service ran a frame in -> frames
         self.replica_frames: dict[str, int] = {}  # replica id -> frames it answered
         self.node_frames: dict[str, int] = {}  # Ray node id -> frames its replicas answered
-        status, body, _ = self._request("GET", "/info", retry=True)
+        self.timeout = min(timeout, 10.0)  # the first contact: an rtseg service answers /info at once
+        try:
+            status, body, _ = self._request("GET", "/info", retry=True)
+        finally:
+            self.timeout = timeout
+            self.close()  # the next connection gets the full timeout
         if status != 200:
             raise RtsegError(f"{url} answered {status} to GET /info; is it an rtseg serve service?")
         self.info = json.loads(body)
@@ -147,6 +152,10 @@ class RemoteSegmenter:
                 conn.request(method, self._prefix + path, body=body, headers=headers or {})
                 resp = conn.getresponse()
                 data = resp.read()
+            except TimeoutError:  # a server that accepts and never answers: waiting again would only repeat it
+                self.close()
+                raise RtsegError(f"no answer from {self.url} to {method} {path} within {self.timeout:g} s (timed"
+                                 f" out); check that it is an rtseg serve service and not stalled") from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()  # a fresh connection for the next attempt
                 last = f"{type(exc).__name__}: {exc}"

@@ -75,3 +75,23 @@ def test_a_server_that_lies_gets_a_line_saying_what_happened(mode, scheme):
             server.close()
     message = str(info.value)
     assert CASES[(mode, scheme)] in message and "\n" not in message, message
+
+
+def test_run_remote_to_a_service_that_never_answers(tmp_path, capsys):
+    """Case 11: --remote to a server that accepts and never answers: one line naming the timeout, not 122 s of
+    silence (a timed-out request is not sent again)."""
+    from rtseg.cli import main
+
+    from ..video.media import make_video
+
+    video = make_video(tmp_path / "v.mp4", 3, (64, 96))
+    server, stop = _serve("hang")
+    try:
+        code = main(["run", "--remote", f"http://127.0.0.1:{server.getsockname()[1]}", str(video), "--no-save",
+                     "--quiet"])
+    finally:
+        stop.set()
+        server.close()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("rtseg: error:")]
+    assert code == 2 and len(lines) == 1 and "no answer from" in lines[0] and "timed out" in lines[0], err
