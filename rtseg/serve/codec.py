@@ -60,6 +60,47 @@ def decode_frame(body: bytes, shape_header: str | None, max_frame: tuple[int, in
     return frame
 
 
+BODY_TIMEOUT_S = 10.0  # a request body that has not arrived whole by then is answered 408, its slot freed
+
+
+def max_body_bytes(max_frame: tuple[int, int]) -> int:
+    """The most bytes a frame of at most ``max_frame`` can take: raw BGR pixels, plus 1 MiB for an encoding's
+    overhead (an encoded image of noise can be slightly larger than its pixels)."""
+    return max_frame[0] * max_frame[1] * 3 + (1 << 20)
+
+
+async def read_body(request, max_frame: tuple[int, int] = DEFAULT_MAX_FRAME, timeout: float = BODY_TIMEOUT_S
+                    ) -> bytes:
+    """A request's body (a Starlette request), bounded: a Content-Length above :func:`max_body_bytes` is a 413
+    before a byte is read, a body that grows past it a 413 at that byte, and one that has not arrived whole within
+    ``timeout`` seconds (a stalled client) a 408."""
+    import asyncio
+
+    limit = max_body_bytes(max_frame)
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise BadRequest(f"Content-Length {length!r} is not a number of bytes")
+        if int(length) > limit:
+            raise BadRequest(f"the body is {int(length)} bytes, more than the {limit} a frame within this service's"
+                             f" --max-frame {max_frame[0]}x{max_frame[1]} can take; send a smaller frame", 413)
+
+    async def collect() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(f"the body passed {limit} bytes, more than a frame within this service's"
+                                 f" --max-frame {max_frame[0]}x{max_frame[1]} can take; send a smaller frame", 413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(collect(), timeout)
+    except asyncio.TimeoutError:
+        raise BadRequest(f"the request body did not arrive whole within {timeout:g} s; send it at once", 408) from None
+
+
 def header_size(body: bytes) -> tuple[int, int] | None:
     """(H, W) as an encoded image's header states it, read by Pillow without decoding the pixels; None where
     Pillow is missing or does not know the format (OpenCV then decodes it and its size is checked after)."""

@@ -114,7 +114,8 @@ class SegmentService:
             return _error(405, "POST the frame to /segment")
         try:
             out, fmt, alpha = codec.parse_query(request.query_params)
-            frame = codec.decode_frame(await request.body(), request.headers.get(codec.FRAME_SHAPE),
+            frame = codec.decode_frame(await codec.read_body(request, self.max_frame),
+                                       request.headers.get(codec.FRAME_SHAPE),
                                        self.max_frame)
         except codec.BadRequest as exc:
             return _error(exc.status, str(exc))
