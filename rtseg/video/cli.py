@@ -125,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         from .paths import resolve_bundle
 
         args.bundle = str(resolve_bundle(args.bundle))
+    if args.stream:  # a bad URL or an unknown host before the model loads
+        from .rtp import check_stream
+
+        check_stream(args.stream)
     if len(args.source) > 1:
         if args.stream:
             raise RtsegError("--stream sends one source; run one rtseg run per source, each to its own port")

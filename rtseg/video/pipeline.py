@@ -264,11 +264,12 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
                  live: bool | None = None, max_frames: int | None = None, *, show: bool = False,
                  vid_stride: int = 1, colour_masks: bool = False, progress: bool = False,
                  handle_signals: bool = True, on_start=None, picture=None,
-                 save_quality: str | None = None) -> RunSummary:
+                 save_quality: str | None = None, stream: str | None = None, stream_sdp=None) -> RunSummary:
     """Segment ``source`` into the sinks asked for and return a :class:`RunSummary`.
 
     Sinks: ``save`` (H.264 mp4), ``save_masks`` (a folder of raw-id PNGs), ``serve`` (``[HOST:]PORT``, the browser
-    view), ``show`` (a window), ``stats`` (JSON lines). ``source`` may be an open :class:`FrameSource`; the run
+    view), ``stream`` (``rtp://HOST:PORT``: H.264 over RTP, its SDP written to ``stream_sdp``, default beside
+    ``save``), ``show`` (a window), ``stats`` (JSON lines). ``source`` may be an open :class:`FrameSource`; the run
     closes it. SIGINT/SIGTERM stop reading, drain what was read and finalise every sink (``summary.signal`` says
     which). ``progress`` shows a bar (files) or a status line and state changes (streams) on stderr. A source
     that fails mid-run raises :class:`SourceFailed` after the sinks are finalised. ``on_start(outputs)`` is called
@@ -310,6 +311,10 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
             sinks.append(VideoFileSink(save, src.fps, **({"quality": save_quality} if save_quality else {})))
         if save_masks is not None:
             sinks.append(MaskSink(save_masks, seg.colorize if colour_masks else None))
+        if stream is not None:
+            from .rtp import RtpSink
+
+            sinks.append(RtpSink(stream, stream_sdp, src.fps, beside=save))
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -322,7 +327,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
     if on_start is not None:
         on_start({"serve": views[0].url} if views else {})
     bar = Progress(src.total, src.live, progress, max_frames=max_frames)
-    need_overlay = bool(sinks and (save is not None or serve is not None)) or show
+    need_overlay = bool(sinks and (save is not None or serve is not None or stream is not None)) or show
     error: BaseException | None = None
     stages = _Stages(seg, src, max_frames, alpha if need_overlay and picture is None else None)
     stages_ref.append(stages)
