@@ -67,6 +67,16 @@ def cluster():
             c.shutdown()
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Ctrl-C for rtseg serve (it undeploys its application), a kill if it does not end in a minute."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -159,12 +169,7 @@ def test_replicas_on_two_nodes_survive_a_node_loss(cluster, fast_scnn_bundle, tm
         assert victim.node_id not in nodes_now
         remote.close()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def _export(out: Path, model: str, size: str) -> Path:
@@ -259,9 +264,4 @@ def test_update_rolls_over_to_a_changed_bundle_without_losing_a_request(cluster,
         assert seen["first"] and seen["second"], seen
         remote.close()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
