@@ -104,8 +104,9 @@ def _split_paths(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .outputs import check_output_paths
     from .pipeline import SourceFailed, run_pipeline
-    from .sinks import check_output_paths, gui_missing_reason
+    from .sinks import gui_missing_reason
     from .sources import open_source
 
     _split_paths(args)
@@ -179,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_segmenter(args):
     if args.remote:
-        from ..serve.client import RemoteSegmenter  # standard-library HTTP only: no Ray on the client
+        from ..serve.client import (
+            RemoteSegmenter,  # standard-library HTTP only: no Ray on the client
+        )
 
         return RemoteSegmenter(args.remote)
     from ..runtime import load

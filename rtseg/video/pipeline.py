@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import RtsegError
 from ..interrupts import GracefulStop
-from .sources import FrameSource, open_source
 from .progress import Progress
+from .sources import FrameSource, open_source
 from .stats import RunStats, RunSummary, live_stats
 
 _END = object()

@@ -124,7 +124,7 @@ class RunStats:
         self._jsonl = None
         self._jsonl_path = jsonl_path
         if jsonl_path is not None:
-            from .sinks import open_for_writing
+            from .outputs import open_for_writing
 
             self._jsonl = open_for_writing(jsonl_path, "--stats")
 

@@ -185,7 +185,7 @@ CASES = {
     # names and choices
     "unknown_model": (lambda f: ["--model", "no_such_net", *_SIZE], "unknown model"),
     "head_choice": (lambda f: _fast("--head", "softmax"), "choose one of logits, labels"),
-    "precision_choice": (lambda f: _fast("--precision", "int8"), "choose one of fp16, fp32"),
+    "precision_choice": (lambda f: _fast("--precision", "int4"), "choose one of"),
     "channel_order_choice": (lambda f: _fast("--channel-order", "YUV"), "choose one of RGB, BGR"),
     "classes_unknown": (lambda f: _fast("--classes", "coco"), "not a class set or a file"),
     "classes_wrong_count": (lambda f: _fast("--classes", "voc"), "has 21 classes, not 19"),

@@ -101,7 +101,7 @@ def test_cuda_without_a_gpu(small_bundle):
 
 
 def test_unknown_backend_and_device(small_bundle):
-    _error(lambda: load(small_bundle, backend="openvino"), "unknown backend")
+    _error(lambda: load(small_bundle, backend="tensorflow"), "unknown backend")
     _error(lambda: load(small_bundle, device="tpu"), "unknown device")
 
 
