@@ -71,6 +71,11 @@ class Runner:
     def describe(self) -> dict:
         return {"backend": self.backend, "device": self.device, "provider": self.provider}
 
+    def max_batch(self) -> int | None:
+        """The most frames one ``infer`` call takes (the graph's batch axis): None for any number; 1 (the default)
+        for a graph exported at batch 1. Valid once active."""
+        return 1
+
     def replica(self, threads: int) -> Runner | None:
         """A second, inactive runner of the same graph on the same device and provider, computing with ``threads``
         CPU threads, that may run beside this one; None where the backend has none (the default)."""

@@ -32,24 +32,13 @@ def read_batch_sizes(text: str, flag: str = "--batch") -> list[int]:
 
 
 def max_batch(seg) -> int | None:
-    """The most frames one runner call of ``seg`` takes: None for no limit, 1 for a graph exported at batch 1."""
-    runner = seg.runner
-    if runner.backend == "torch":
-        return None
-    recorded = seg.manifest.build.get("max_batch") if isinstance(seg.manifest.build, dict) else None
-    shape = getattr(runner, "input_shape", None)  # ONNX Runtime: the graph's input shape, a name where symbolic
-    if shape:
-        first = shape[0]
-        if isinstance(first, int) and first > 0:
-            return first
+    """The most frames one runner call of ``seg`` takes: None for no limit, 1 for a graph exported at batch 1. A
+    graph's symbolic batch axis is held to what export checked (the manifest's ``build.max_batch``)."""
+    limit = seg.runner.max_batch()
+    if limit is None and seg.runner.backend != "torch":  # PyTorch eager has no graph export checked
+        recorded = seg.manifest.build.get("max_batch")
         return int(recorded) if recorded else None
-    profile = getattr(runner, "engine", None)  # TensorRT: the profile's largest batch
-    if profile is not None:
-        try:
-            return int(profile.get_tensor_profile_shape(runner.input_name, 0)[2][0])
-        except Exception:  # noqa: BLE001 - a static engine has no profile: its own batch
-            return 1
-    return 1
+    return limit
 
 
 def segment_batch(seg, frames: list[np.ndarray], return_score: bool = False) -> list:
@@ -89,16 +78,8 @@ def segment_batch(seg, frames: list[np.ndarray], return_score: bool = False) -> 
 
 
 def _batched_input(seg, size: tuple[int, int], frames: list[np.ndarray]) -> np.ndarray:
-    """One (N, 3, H, W) buffer, kept per (size, N) and reused; each frame preprocessed into its slice."""
-    from ..kernels import preprocess
-
-    key = (size, len(frames))
-    buffers = seg.__dict__.setdefault("_batch_inputs", {})
-    buf = buffers.get(key)
-    if buf is None:
-        seg.spec.check(size)
-        buf = buffers[key] = np.empty((len(frames), 3, *size), seg.runner.input_dtype)
+    """The segmenter's (N, 3, H, W) input buffer for this size, each frame preprocessed into its slice."""
+    buf = seg.input_buffer(size, len(frames))
     for j, frame in enumerate(frames):
-        preprocess(frame, size, seg.mean, seg.std, rgb=seg.rgb, pixel_range=seg.pixel_range,
-                   dtype=seg.runner.input_dtype, out=buf[j:j + 1], threads=seg.threads)
+        seg._preprocess(frame, size, out=buf[j:j + 1])
     return buf

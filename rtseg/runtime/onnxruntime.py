@@ -130,6 +130,10 @@ class OnnxRuntimeRunner(Runner):
     def deactivate_impl(self) -> None:
         self.session = self._binding = self._last_output = None
 
+    def max_batch(self) -> int | None:
+        first = self.input_shape[0]
+        return first if isinstance(first, int) and first > 0 else None  # a name: the axis is symbolic
+
     def replica(self, threads: int) -> OnnxRuntimeRunner | None:
         """CPU only: another session of the same graph with ``threads`` intra-op threads. Each session owns its
         thread pool, so two one-thread sessions run two frames side by side without sharing a pool."""

@@ -90,6 +90,10 @@ class OpenVinoRunner(Runner):
     def deactivate_impl(self) -> None:
         self.compiled = self.request = None
 
+    def max_batch(self) -> int | None:
+        first = str(self.input_shape[0]).strip()  # "1", or "?" / "1..8" where the axis is dynamic
+        return int(first) if first.isdigit() and int(first) > 0 else None
+
     def replica(self, threads: int) -> OpenVinoRunner:
         return OpenVinoRunner(self.path, self.precision, threads)
 

@@ -79,7 +79,7 @@ class Segmenter:
         self.output_kind = m.output_kind
         self.align_corners = bool(m.upsample.align_corners) if m.upsample else False
         self.label_dtype = label_dtype(self.num_classes)
-        self._inputs: dict[tuple[int, int], np.ndarray] = {}
+        self._inputs: dict[tuple[tuple[int, int], int], np.ndarray] = {}  # (size, batch) -> input buffer
         self._gpu = None  # the resident path's buffers, made on the first GPU frame
         from .multiscale import MultiScale
 
@@ -197,16 +197,21 @@ class Segmenter:
         self.close()
 
     # -- stages -------------------------------------------------------------------------------------------
-    def _preprocess(self, frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    def input_buffer(self, size: tuple[int, int], count: int = 1) -> np.ndarray:
+        """The (count, 3, H, W) graph input for this size: made once (size checked), reused frame after frame."""
+        buf = self._inputs.get((size, count))
+        if buf is None:
+            self.spec.check(size)
+            buf = self._inputs[(size, count)] = np.empty((count, 3, *size), self.runner.input_dtype)
+        return buf
+
+    def _preprocess(self, frame: np.ndarray, size: tuple[int, int] | None = None, out: np.ndarray | None = None):
         from ..kernels import preprocess
 
         size = size or self.input_size_for(frame.shape[:2])
-        buf = self._inputs.get(size)
-        if buf is None:  # one input buffer per size, reused frame after frame
-            self.spec.check(size)
-            buf = self._inputs[size] = np.empty((1, 3, *size), self.runner.input_dtype)
+        out = self.input_buffer(size) if out is None else out
         return preprocess(frame, size, self.mean, self.std, rgb=self.rgb, pixel_range=self.pixel_range,
-                          dtype=self.runner.input_dtype, out=buf, threads=self.threads)
+                          dtype=self.runner.input_dtype, out=out, threads=self.threads)
 
     def _postprocess(self, out: np.ndarray, frame_hw: tuple[int, int], return_score: bool):
         from ..kernels import upsample_argmax

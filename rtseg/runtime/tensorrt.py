@@ -144,6 +144,11 @@ class TensorRTRunner(Runner):
         except TypeError:
             raise RtsegError(f"engine tensor {name!r} has type {dtype}, which has no NumPy equivalent") from None
 
+    def max_batch(self) -> int | None:
+        if all(int(d) >= 0 for d in self.engine.get_tensor_shape(self.input_name)):
+            return int(self.engine.get_tensor_shape(self.input_name)[0])  # a static engine: its own batch
+        return int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])  # the profile's largest
+
     def accepted_shapes(self) -> str:
         fixed = [int(d) for d in self.engine.get_tensor_shape(self.input_name)]
         if all(d >= 0 for d in fixed):

@@ -74,6 +74,9 @@ class TorchRunner(Runner):
     def deactivate_impl(self) -> None:
         self.model = None
 
+    def max_batch(self) -> int | None:
+        return None  # PyTorch eager takes any batch
+
     def describe(self) -> dict:
         info = super().describe()
         info.update(graph=f"{self.model_name} (PyTorch eager)")

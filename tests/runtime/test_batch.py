@@ -8,6 +8,7 @@ each check first makes sure the frames give several classes (an all-one-class pi
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -84,8 +85,17 @@ def test_batched_labels_equal_frame_by_frame(name, sizes, tmp_path):
                 assert same / total >= 0.9999
 
 
-def test_graph_without_batch_axis_runs_frame_by_frame(fast_scnn_bundle):
-    seg = load(str(fast_scnn_bundle), backend="onnxruntime", device="cpu")
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_graph_without_batch_axis_runs_frame_by_frame(fast_scnn_bundle, backend, tmp_path):
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    # a bundle written before --max-batch existed: no build.max_batch, so only the graph itself can say "batch 1"
+    older = tmp_path / "older"
+    shutil.copytree(fast_scnn_bundle, older)
+    manifest = json.loads((older / "rtseg.json").read_text())
+    manifest["build"].pop("max_batch", None)
+    (older / "rtseg.json").write_text(json.dumps(manifest))
+    seg = load(str(older), backend=backend, device="cpu")
     frames = list(synthetic_scenes(3, 64, 128)[..., ::-1].copy())
     calls = []
     infer = seg.runner.infer
