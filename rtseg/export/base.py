@@ -23,7 +23,8 @@ from ..files import sha256_file
 from ..scenes import load_frames_named, synthetic_scenes
 from .options import ExportOptions
 from .size_check import check_size_fits
-from .steps import StepRecord, artifact, hash_key, prepare_out_dir, remove_if_empty, tool_versions
+from .steps import (StepRecord, array_digest, artifact, hash_key, prepare_out_dir, remove_if_empty,
+                    tool_versions)
 from .torch_onnx import OPSET
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class Export:
         if converter == "auto":
             converter = available_converters()[0]
         report = None
-        src_sha, calib_sha = sha256_file(onnx_path), _array_digest(calib)  # the same for every attempt
+        src_sha, calib_sha = sha256_file(onnx_path), array_digest(calib)  # the same for every attempt
         for policy in ATTEMPTS:
             key = hash_key("fp16", src_sha, calib_sha, policy.as_dict(), converter, self.tools)
             t = time.perf_counter()
@@ -315,12 +316,6 @@ def _size_text(shapes: InputSpec) -> str:
     if shapes.dynamic:
         text += f" (dynamic {shapes.min[0]}x{shapes.min[1]} to {shapes.max[0]}x{shapes.max[1]})"
     return text
-
-
-def _array_digest(a: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def _precision_counts(path: Path) -> dict:

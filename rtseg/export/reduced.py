@@ -15,7 +15,6 @@ with its BF16 inference precision, gated the same way (no new file: the runner s
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 import time
@@ -27,7 +26,7 @@ from ..bundle import Artifact
 from ..bundle.format import INT8_FILE, INT8_S8S8_FILE
 from ..errors import RtsegError
 from ..files import sha256_file
-from .steps import artifact, hash_key
+from .steps import array_digest, artifact, hash_key
 
 REDUCED = ("int8", "bf16")
 
@@ -103,12 +102,12 @@ def _truth(folder: Path, sources: list[str], size: tuple[int, int]) -> np.ndarra
 
 
 def mean_iou(pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore: int = 255) -> float:
-    """mIoU (``rtseg eval``'s definition: a class only predicted counts as 0, one absent from both is left out)."""
-    keep = truth != ignore
-    cm = np.bincount(truth[keep].astype(np.int64) * num_classes + pred[keep].astype(np.int64),
-                     minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-    inter, union = np.diag(cm), cm.sum(0) + cm.sum(1) - np.diag(cm)
-    return float(np.mean(inter[union > 0] / union[union > 0]))
+    """mIoU as ``rtseg eval`` counts it (its confusion matrix and scores)."""
+    from ..eval.metrics import ConfusionMatrix, scores
+
+    cm = ConfusionMatrix(num_classes, ignore)
+    cm.update(truth, pred)
+    return scores(cm.matrix).mean_iou
 
 
 class Gate:
@@ -179,7 +178,7 @@ def _int8(exp, gate: Gate, onnx_path: Path):
     opts, out = exp.opts, exp.out
     dst = out / INT8_FILE
     keep = list(opts.int8_keep_fp32 or ())
-    calib_sha = hashlib.sha256(np.ascontiguousarray(gate.calib).tobytes()).hexdigest()
+    calib_sha = array_digest(gate.calib)
     key = hash_key("int8", sha256_file(onnx_path), calib_sha, keep, opts.int8_fallback, opts.gate_int8,
                    opts.gate_int8_worst, opts.gate_int8_miou, gate.frames_info["gate"], exp.tools)
     t = time.perf_counter()

@@ -21,7 +21,14 @@ from pathlib import Path
 
 from ..bundle import FAILED_MANIFEST, MANIFEST, STEPS, Artifact
 from ..files import remove_if_empty as remove_if_empty
-from ..files import sha256_file, write_json, writable_dir
+from ..files import sha256_file, writable_dir, write_json
+
+
+def array_digest(a) -> str:
+    """sha256 of an array's bytes (C order): the identity of calibration frames in a step's key."""
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def hash_key(*parts) -> str:

@@ -308,7 +308,7 @@ def run_pipeline(seg, source, save=None, save_masks=None, serve=None, stats=None
             view.set_state(src.state, src.state_message)
             sinks.append(view)
         if save is not None:
-            sinks.append(VideoFileSink(save, src.fps, **({"quality": save_quality} if save_quality else {})))
+            sinks.append(VideoFileSink(save, src.fps, quality=save_quality))
         if save_masks is not None:
             sinks.append(MaskSink(save_masks, seg.colorize if colour_masks else None))
         if stream is not None:

@@ -58,8 +58,9 @@ class VideoFileSink:
 
     name = "save"
 
-    def __init__(self, path, fps: float | None, codec: str | None = None, quality: str = DEFAULT_SAVE_QUALITY,
+    def __init__(self, path, fps: float | None, codec: str | None = None, quality: str | None = None,
                  preset: str | None = None, threads: int = 1):
+        quality = quality or DEFAULT_SAVE_QUALITY
         if quality not in SAVE_QUALITY:
             raise RtsegError(f"--save-quality {quality!r}: choose one of {', '.join(SAVE_QUALITY)}")
         self.preset, self.threads = preset or SAVE_QUALITY[quality], int(threads)
