@@ -122,6 +122,11 @@ class MultiScale:
         self.seg = seg
         self.scales = read_scales(scales if scales is not None else (1.0,), "scales")
         self.flip = bool(flip)
+        #: (scale, mirrored) of each pass, in the order run: largest first, so its logits set the common size
+        mirror = (False, True) if self.flip else (False,)
+        self.passes = [(s, m) for s in sorted(self.scales, reverse=True) for m in mirror]
+        if not self.active:
+            return  # one pass: the Segmenter's own path, whatever the bundle or device
         if seg.output_kind == "labels":
             raise RtsegError("this bundle's graph ends in labels, which cannot be averaged over scales or flips;"
                              " re-export it with --head logits (the default) to use --scales/--flip")
@@ -132,9 +137,6 @@ class MultiScale:
         if seg.runner.on_gpu:
             raise RtsegError("multi-scale/flip inference runs on the CPU for now; pass device='cpu' (--device cpu)"
                              " or leave out --scales/--flip")
-        #: (scale, mirrored) of each pass, in the order run: largest first, so its logits set the common size
-        mirror = (False, True) if self.flip else (False,)
-        self.passes = [(s, m) for s in sorted(self.scales, reverse=True) for m in mirror]
 
     @property
     def active(self) -> bool:

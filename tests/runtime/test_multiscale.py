@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rtseg.errors import RtsegError
+from rtseg.scenes import synthetic_scenes
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -168,6 +169,9 @@ def test_refused_bundles(fast_scnn_bundle, tmp_path):
                  "64x128", "--head", "labels", "--calib-frames", "1", "--out", str(labels_head)]) == 0
     with pytest.raises(RtsegError, match="ends in labels"):
         load(labels_head, backend="onnxruntime", device="cpu", flip=True)
+    with load(labels_head, backend="onnxruntime", device="cpu") as seg:  # one pass: labels heads run as always
+        frame = np.ascontiguousarray(synthetic_scenes(1, 64, 128)[0][..., ::-1])
+        assert seg.multiscale is None and seg.segment(frame).labels.shape == (64, 128)
 
 
 @pytest.mark.parametrize("command", ["run", "eval"])
