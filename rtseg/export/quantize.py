@@ -84,7 +84,9 @@ def quantize(src: Path, dst: Path, frames: np.ndarray | None, input_name: str, f
         raise RtsegError("INT8 calibration needs at least one frame; pass --calib with more frames")
     symmetric = form == "s8s8"
     extra = {"CalibStridedMinMax": 1, "ActivationSymmetric": symmetric, "WeightSymmetric": True}
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its "pre-process" hint
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # quantize_static's "pre-process" hint goes to the root logger
     tmp = Path(tempfile.mkdtemp(prefix=".rtseg-int8-", dir=dst.parent))
     try:
         out = tmp / dst.name
@@ -101,6 +103,7 @@ def quantize(src: Path, dst: Path, frames: np.ndarray | None, input_name: str, f
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise RtsegError(f"INT8 quantization of {src.name} failed: {first}") from None
     finally:
+        root.setLevel(level)  # only for the call: the process's own warnings stay visible afterwards
         for p in tmp.glob("*"):
             p.unlink()
         tmp.rmdir()
