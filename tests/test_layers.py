@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "rtseg"
-BASE = {"errors", "files", "machine", "sizes", "interrupts", "scenes", "__init__", "__main__"}
+BASE = {"access", "errors", "files", "machine", "sizes", "interrupts", "scenes", "__init__", "__main__"}
 #: package -> the packages (besides the base modules) it may import
 LOWER = {
     "bundle": set(),
