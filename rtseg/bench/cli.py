@@ -96,10 +96,10 @@ def run(args: argparse.Namespace) -> int:
         from ..runtime.batch import read_batch_sizes
 
         batches = read_batch_sizes(args.batch)
+    from ..bundle import read_document
+
     for bundle in args.bundles:
-        if not (Path(bundle) / "rtseg.json").is_file():
-            raise RtsegError(f"{bundle} is not an rtseg bundle (no rtseg.json); make one with: rtseg export ..."
-                             f" --out {bundle}")
+        read_document(bundle)  # each manifest before the first measurement: a missing folder, a file, ...
     if args.threads is not None and args.threads < 1:
         raise RtsegError(f"--threads must be at least 1, not {args.threads}")
     from ..video.paths import output_dir
@@ -263,13 +263,24 @@ def _bench(args, backends, sizes, tiers, source: str, out: Path) -> int:
     finally:
         bar.close()
     measured = [m for m in measurements if m.latencies]
+    # a row with nothing measured is left out of the table, never without a word (a one-frame source has no
+    # frame left for tier (c) after its warm-up)
+    skipped = [{"bundle": m.bundle, "backend": m.backend, "tier": m.tier, "input": f"{m.input_size[0]}x"
+                f"{m.input_size[1]}", "reason": m.note or "no frame was measured"}
+               for m in measurements if not m.latencies and not interrupted]
+    said = [f"tier ({s['tier']}) of {s['bundle']} {s['backend']} {s['input']} skipped: {s['reason']}" for s in skipped]
+    if said and not measured:
+        raise RtsegError(f"nothing was measured: {said[0]}")
+    for line in said:
+        print(f"rtseg: warning: {line}", file=sys.stderr, flush=True)
     table = rows(measured)
     stamp = machine_stamp()
     document = {"command": "rtseg bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "",
                 "machine": stamp, "machine_line": describe_machine(stamp), "source": str(args.source or
                 "synthetic street video"), "frame_size": list(frame_hw), "frames": args.frames,
                 "warmup": args.warmup, "threads": args.threads, "interrupted": interrupted,
-                "rows": [{**r, "samples_ms": [s * 1e3 for s in m.latencies]} for r, m in zip(table, measured)]}
+                "rows": [{**r, "samples_ms": [s * 1e3 for s in m.latencies]} for r, m in zip(table, measured)],
+                "skipped": skipped}
     if interrupted:
         print("rtseg: interrupted; what was measured so far:", file=sys.stderr)
     print(markdown(table, md=args.md))

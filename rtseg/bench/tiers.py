@@ -203,7 +203,8 @@ def end_to_end(seg, source: str, m: Measurement, frames: int, warmup: int, tick:
             sink.close()
     m.throughput_kind = "pipelined"
     if count <= warmup:
-        m.note = f"the source has only {count} frames, all spent on warm-up"
+        m.note = (f"the source has only {count} frame{'s' if count != 1 else ''}, all spent on warm-up (--warmup"
+                  f" {warmup}); pass a longer --source (a video) or a smaller --warmup")
 
 
 def naive(baseline, frames_in: list[np.ndarray], m: Measurement, frames: int, warmup: int,

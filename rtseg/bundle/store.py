@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,21 @@ from .manifest import Manifest, check_version
 
 
 def rebuild_command(manifest: Manifest | dict, root: Path) -> str:
-    """The command that rebuilds the bundle here: the one recorded in the manifest, forced."""
-    rebuild = (manifest.get("build") or {}).get("command") or f"rtseg export ... --out {root}"
-    return rebuild if "--force" in rebuild.split() else f"{rebuild} --force"
+    """The command that rebuilds the bundle here: the one recorded in the manifest, forced, with its ``--out`` set
+    to ``root`` (a copied or moved bundle is rebuilt where it is, never into the folder it was first exported to)."""
+    recorded = (manifest.get("build") or {}).get("command")
+    try:
+        parts = shlex.split(recorded) if recorded else ["rtseg", "export", "..."]
+    except ValueError:  # an unbalanced quote: not a command line
+        parts = ["rtseg", "export", "..."]
+    parts = [p for p in parts if not p.startswith("--out=")]
+    if "--out" in parts[:-1]:
+        parts[parts.index("--out") + 1] = str(root)
+    else:
+        parts = [p for p in parts if p != "--out"] + ["--out", str(root)]
+    if "--force" not in parts:
+        parts.append("--force")
+    return " ".join(p if p == "..." else shlex.quote(p) for p in parts)
 
 
 @dataclass

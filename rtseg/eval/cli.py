@@ -92,7 +92,7 @@ def _labelled(args) -> int:
     from .readers import open_dataset
     from .report import prepare_out
 
-    from .pred import check_classes_match, class_names, labels_dataset
+    from .pred import check_classes_match, class_names, labels_dataset, mask_palette
 
     names, trained = class_names(args.classes, args.bundle if args.pred else None)
     ds = (labels_dataset(args.labels, names, args.ignore_index) if args.labels
@@ -107,7 +107,10 @@ def _labelled(args) -> int:
                              f" --num-classes")
         if ds.num_classes is not None and num_classes != ds.num_classes:
             raise RtsegError(f"--num-classes {num_classes} but the {ds.layout} layout has {ds.num_classes} classes")
-        cm = evaluate_masks(Path(args.pred), ds, num_classes, args.limit)
+        palette, palette_from = mask_palette(args.classes, args.bundle, ds.layout)
+        if palette is not None and len(palette) != num_classes:
+            palette, palette_from = None, ""
+        cm = evaluate_masks(Path(args.pred), ds, num_classes, args.limit, palette, palette_from)
         names = (names if names and len(names) == num_classes else None) or ds.class_names or [
             f"class_{i}" for i in range(num_classes)]
         source = {"pred": str(args.pred), "labels": str(args.labels) if args.labels else None,
@@ -147,11 +150,14 @@ def _parity(args) -> int:
         raise RtsegError(f"--against {target} is neither a bundle folder nor a backend ({', '.join(BACKENDS)})")
     with _load(args.bundle, args.backend, args, args.precision) as reference, \
             _load(other_bundle, other_backend, args, precision or None) as candidate:
-        cm, count = evaluate_parity(reference, candidate, frames, args.limit)
+        cm, count, ended_early = evaluate_parity(reference, candidate, frames, args.limit)
         sides = {"reference": reference.describe(), "candidate": candidate.describe()}
         names = reference.class_names
-    return _finish(out, cm, names, {"mode": "parity", **sides, "data": str(args.data), "frames": count},
-                   parity=True)
+    code = _finish(out, cm, names, {"mode": "parity", **sides, "data": str(args.data), "frames": count,
+                                    "ended_early": ended_early}, parity=True)
+    if ended_early:  # as rtseg run does: the frames decoded are scored and written, then the one line, exit 2
+        raise RtsegError(f"{ended_early}; the scores in {out} cover those {count} frames")
+    return code
 
 
 def _finish(out: Path, cm, names: list[str], info: dict, parity: bool = False) -> int:

@@ -60,15 +60,25 @@ def mask_files(mask_dir: Path, ds: Dataset) -> list[Path]:
     return expected
 
 
-def evaluate_masks(mask_dir: Path, ds: Dataset, num_classes: int, limit: int | None = None) -> ConfusionMatrix:
-    """Count saved prediction masks (raw class ids, single channel) against the ground truth."""
-    from .labels import read_label
+def evaluate_masks(mask_dir: Path, ds: Dataset, num_classes: int, limit: int | None = None,
+                   palette: np.ndarray | None = None, palette_from: str = "") -> ConfusionMatrix:
+    """Count saved prediction masks (class ids; colour masks through ``palette``, see
+    :func:`labels.read_prediction`) against the ground truth."""
+    import sys
+
+    from .labels import read_prediction
 
     cm = ConfusionMatrix(num_classes, ds.ignore_index)
     pairs = list(zip(ds.samples, mask_files(mask_dir, ds)))[:limit]
+    said = False
     with progress(len(pairs), "eval") as bar:
         for sample, mask in pairs:
-            pred = read_label(mask, "rtseg run --save-masks writes single-channel class ids")
+            pred, from_colour = read_prediction(mask, num_classes, palette, palette_from)
+            if from_colour and not said:
+                said = True
+                print(f"rtseg: note: {mask_dir} holds colour masks; read back to class ids through {palette_from}"
+                      f" (rtseg run --save-masks writes the class ids themselves beside them)", file=sys.stderr,
+                      flush=True)
             label = ds.read_label(sample)
             if label.shape != pred.shape:
                 raise RtsegError(f"the mask {mask} is {pred.shape[1]}x{pred.shape[0]} but the label {sample.label}"
@@ -78,22 +88,34 @@ def evaluate_masks(mask_dir: Path, ds: Dataset, num_classes: int, limit: int | N
     return cm
 
 
-def evaluate_parity(reference, candidate, frames: FrameSet, limit: int | None = None) -> tuple[ConfusionMatrix, int]:
-    """Both segmenters on the same frames; the reference's labels play the ground truth. Returns the matrix and
-    the number of frames."""
+def evaluate_parity(reference, candidate, frames: FrameSet, limit: int | None = None
+                    ) -> tuple[ConfusionMatrix, int, str | None]:
+    """Both segmenters on the same frames; the reference's labels play the ground truth. Returns the matrix, the
+    number of frames and, for a video cut short, why it ended early (its decodable frames are counted first)."""
     if reference.num_classes != candidate.num_classes:
         raise RtsegError(f"the two sides have {reference.num_classes} and {candidate.num_classes} classes; parity"
                          f" needs bundles of the same model")
     cm = ConfusionMatrix(reference.num_classes, ignore_index=None)
     count = 0
     total = min(frames.count, limit) if frames.count is not None and limit is not None else (frames.count or limit)
+    ended_early = None
+    items = iter(frames)
     with progress(total, "parity") as bar:
-        for name, frame in frames:
-            if limit is not None and count >= limit:
+        while limit is None or count < limit:
+            try:
+                item = next(items, None)
+            except RtsegError as exc:  # the source's own failure, after its last decodable frame
+                ended_early = str(exc)
                 break
+            if item is None:
+                break
+            name, frame = item
             cm.update(reference.segment(frame).labels, candidate.segment(frame).labels, where=name)
             count += 1
             bar.update()
+    if hasattr(items, "close"):
+        items.close()
     if count == 0:
-        raise RtsegError(f"--data {frames.path} gave no frames; pass a folder of images or a video with frames")
-    return cm, count
+        raise RtsegError(ended_early or f"--data {frames.path} gave no frames; pass a folder of images or a video with"
+                         f" frames")
+    return cm, count, ended_early

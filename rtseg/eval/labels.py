@@ -7,6 +7,10 @@ Label PNGs come in three shapes and each is read for what it is, which is where 
   first (what ``cv2.imread`` does) turns them into colours and every pixel into a wrong class;
 - RGB where all three channels are equal: a grey id map saved as colour, read as ids. RGB with colours is not a
   label map (a Cityscapes ``*_color.png``, a VOC PNG re-saved as RGB) and is an error naming the fix.
+
+Predicted masks (``--pred``) are read the same way, with one addition: a colour mask (``rtseg run --colour-masks``)
+is mapped back to ids through the bundle's or the class set's palette when every pixel is one of its colours; it
+is never read as grey ids (pole's (153, 153, 153) would be "class 153").
 """
 
 from __future__ import annotations
@@ -34,15 +38,66 @@ VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
                "tv/monitor"]
 
 
-def read_label(path: Path, fix: str = "") -> np.ndarray:
-    """A label PNG as an int64 ``(H, W)`` id map (palette indices for ``P`` images); ``fix`` is said on RGB."""
+def _open(path: Path) -> tuple[str, np.ndarray]:
     Image = require("PIL.Image", "eval", "Pillow")
     try:
         with Image.open(path) as img:
-            mode = img.mode
-            data = np.asarray(img)
+            return img.mode, np.asarray(img)
     except (OSError, ValueError) as exc:
         raise RtsegError(f"cannot read the label image {path}: {exc}") from None
+
+
+COLOUR_MASK_FIX = ("rtseg run --colour-masks writes colour masks to DIR/colour/ for viewing; score the class-id masks"
+                   " beside them (--pred DIR, as rtseg run --save-masks DIR writes them)")
+
+
+def read_prediction(path: Path, num_classes: int, palette: np.ndarray | None = None,
+                    palette_from: str = "") -> tuple[np.ndarray, bool]:
+    """A predicted mask as ``(int64 ids, read through the palette)``. Class-id masks are read as :func:`read_label`
+    reads labels. An RGB mask is a colour mask (``rtseg run --colour-masks``) and is mapped back to ids through
+    ``palette`` only where that is unambiguous: every pixel is one of its colours (distinct colours), and the
+    mask does not also read as valid grey ids that differ. Anything else is one line naming the class-id masks."""
+    mode, data = _open(path)
+    if mode not in ("RGB", "RGBA") or data.ndim != 3:
+        return _ids(path, mode, data, "rtseg run --save-masks writes single-channel class ids"), False
+    rgb = data[..., :3]
+    grey = np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+    as_grey = rgb[..., 0].astype(np.int64) if grey and int(rgb[..., 0].max()) < num_classes else None
+    as_palette = _through_palette(rgb, palette) if palette is not None else None
+    if as_grey is not None and (as_palette is None or np.array_equal(as_grey, as_palette)):
+        return as_grey, False
+    if as_palette is not None and as_grey is None:
+        return as_palette, True
+    if as_palette is not None:
+        why = f"reads both as grey class ids and as {palette_from}'s colours, and they differ"
+    elif palette is not None:
+        why = f"holds colours that are not in {palette_from}"
+    else:
+        why = "is a colour (RGB) image, not a mask of class ids (no bundle or class set gives its palette)"
+    raise RtsegError(f"{path} looks like a colour mask: it {why}; {COLOUR_MASK_FIX}")
+
+
+def _through_palette(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray | None:
+    """Ids of an RGB image whose every pixel is one of ``palette``'s (K, 3) colours; None otherwise."""
+    keys = (palette[:, 0].astype(np.int64) << 16) | (palette[:, 1].astype(np.int64) << 8) | palette[:, 2]
+    if len(np.unique(keys)) != len(keys):
+        return None  # two classes share a colour: the colour cannot say which
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    pixels = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    at = np.clip(np.searchsorted(sorted_keys, pixels), 0, len(keys) - 1)
+    if not np.array_equal(sorted_keys[at], pixels):
+        return None
+    return order[at].astype(np.int64)
+
+
+def read_label(path: Path, fix: str = "") -> np.ndarray:
+    """A label PNG as an int64 ``(H, W)`` id map (palette indices for ``P`` images); ``fix`` is said on RGB."""
+    mode, data = _open(path)
+    return _ids(path, mode, data, fix)
+
+
+def _ids(path: Path, mode: str, data: np.ndarray, fix: str) -> np.ndarray:
     if mode in ("P", "L", "I;16", "I;16B", "I;16L", "I", "1"):
         return data.astype(np.int64)
     if mode in ("RGB", "RGBA") and data.ndim == 3:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import RtsegError
 from .readers import Dataset, Sample
 
@@ -27,6 +29,23 @@ def class_names(spec: str | None, bundle: str | None) -> tuple[list[str] | None,
     recorded = m.model.source.get("classes_trained") if isinstance(m.model.source, dict) else None
     trained = sorted(names.index(c) if c in names else int(c) for c in recorded) if recorded else None
     return names, trained
+
+
+def mask_palette(spec: str | None, bundle: str | None, layout: str) -> tuple[np.ndarray | None, str]:
+    """``(RGB (K, 3) palette, where it came from)`` to read colour masks with: the bundle's (what ``rtseg run
+    --colour-masks`` drew with), else the class set of ``--classes`` or of the layout; ``(None, "")`` without one."""
+    from ..bundle.classes import DATASETS
+
+    if bundle:
+        from ..bundle import read_manifest
+
+        palette = read_manifest(bundle).model.palette
+        if palette:
+            return np.asarray(palette, np.uint8).reshape(-1, 3), f"the palette of the bundle {bundle}"
+    for name in ((spec or "").strip().lower(), layout):
+        if name in DATASETS:
+            return np.asarray([c for _, c in DATASETS[name]], np.uint8), f"the {name} palette"
+    return None, ""
 
 
 def _from_spec(spec: str) -> list[str]:

@@ -75,16 +75,26 @@ def open_dataset(root: str | Path, layout: str = "auto", ignore_index: int = 255
     return ds
 
 
+class AmbiguousLayout(RtsegError):
+    """``--data`` holds the folders of two layouts: reading either one silently would score the wrong set."""
+
+
 def detect_layout(root: Path) -> str:
     names = {p.name for p in root.iterdir() if p.is_dir()}
+    found = {}  # layout -> the folders that gave it away
     if {"leftImg8bit", "gtFine"} <= names or next(root.rglob("*_leftImg8bit.png"), None):
-        return "cityscapes"
+        found["cityscapes"] = "leftImg8bit/+gtFine/"
     if "SegmentationClass" in names or (root / "VOC2012" / "SegmentationClass").is_dir():
-        return "voc"
-    if any(f"{n}annot" in names for n in names):
-        return "camvid"
+        found["voc"] = "SegmentationClass/"
+    if annot := sorted(f"{n}annot" for n in names if f"{n}annot" in names):
+        found["camvid"] = f"{annot[0][:-len('annot')]}/+{annot[0]}/"
     if "images" in names and names & set(PAIR_LABEL_DIRS):
-        return "pairs"
+        found["pairs"] = f"images/+{sorted(names & set(PAIR_LABEL_DIRS))[0]}/"
+    if len(found) > 1:
+        both = " and ".join(f"the {layout} layout ({folders})" for layout, folders in found.items())
+        raise AmbiguousLayout(f"{root} holds {both}; pick one with {' or '.join(f'--layout {k}' for k in found)}")
+    if found:
+        return next(iter(found))
     raise RtsegError(f"cannot tell the layout of {root} (no leftImg8bit/gtFine, SegmentationClass, <split>annot or"
                      f" images/+labels/ folders); pass --layout cityscapes|camvid|voc|pairs")
 

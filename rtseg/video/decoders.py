@@ -206,6 +206,27 @@ class AvDecoder(Decoder):
                 self.container = None
 
 
+def jpeg_truncated(data: bytes) -> bool:
+    """A JPEG whose last scan has no end-of-image marker after it: cut short (libjpeg would fill the rest grey with
+    only a "Premature end of JPEG file" on stderr). Scan data cannot hold FF D9 (FF is stuffed as FF 00), and
+    bytes after a complete image's EOI (which some cameras append) are allowed."""
+    return data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
+def read_image_file(path: Path) -> tuple[np.ndarray | None, str]:
+    """``(BGR image, "")``, or ``(None, why)`` for a file that is not a whole image OpenCV can read."""
+    cv2 = import_cv2()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return None, f"cannot read it: {exc.strerror or exc}"
+    if jpeg_truncated(data):
+        return None, "a truncated JPEG: no end-of-image marker"
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    return (image, "") if image is not None else (None, "not an image OpenCV can read")
+
+
 class ImageDecoder(Decoder):
     """One image, a folder or a glob of images, in sorted order; unreadable files are skipped and counted."""
 
@@ -222,10 +243,10 @@ class ImageDecoder(Decoder):
         readable = 0
         for index, path in enumerate(self.paths):
             start = time.perf_counter()
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.access(path, os.R_OK) else None
+            image, why = read_image_file(path)
             if image is None:
                 self.skipped += 1
-                log.warning("%s: skipped %s (not an image OpenCV can read)", self.name, path.name)
+                log.warning("%s: skipped %s (%s)", self.name, path.name, why)
                 continue
             readable += 1
             yield index, image, str(path), time.perf_counter() - start
@@ -316,7 +337,8 @@ def open_decoder(source: str, open_timeout: float = 10.0, read_timeout: float = 
         raise RtsegError(f"source {path} is empty (0 bytes)")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         decoder = ImageDecoder([path], str(path))
-        if decoder.cv2.imread(str(path), decoder.cv2.IMREAD_COLOR) is None:
-            raise RtsegError(f"{path} is not an image OpenCV can read")
+        image, why = read_image_file(path)
+        if image is None:
+            raise RtsegError(f"{path} is {why}")
         return decoder
     return AvDecoder(str(path), is_url=False, open_timeout=open_timeout, read_timeout=read_timeout)

@@ -1,7 +1,7 @@
 """The table of cases (case -> expected) that test_table.py runs and docs/reliability.md lists.
 
 Each case: an id, the argv (``{name}`` replaced by the paths of world.build_world), the exit code and words the
-one ``rtseg: error:`` line must hold (code 0, words None: no error line)."""
+one ``rtseg: error:`` line must hold (``{name}`` replaced there too; code 0, words None: no error line)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ SOURCES = {  # bad sources of rtseg run, and what the line must say
     "scheme": ("ftp://127.0.0.1/x.mp4", "unsupported source scheme"),
     "dev-null": ("/dev/null", "character device"),
     "dev-urandom": ("/dev/urandom", "character device"),
+    "truncated-jpeg": ("{truncated-jpeg}", "truncated JPEG"),
 }
 
 EVAL_DATA_WORDS = {  # where eval says it its own way (it reads --data with OpenCV, as a labelled set or frames)
@@ -66,6 +67,7 @@ EVAL_DATA_WORDS = {  # where eval says it its own way (it reads --data with Open
     "scheme": "does not exist",
     "dev-null": "a device, FIFO or socket",
     "dev-urandom": "a device, FIFO or socket",
+    "truncated-jpeg": "truncated JPEG",
 }
 
 RUN_FLAGS = {  # bad values of rtseg run's own flags (the source and bundle are fine)
@@ -125,6 +127,24 @@ OTHER = {  # other commands' mistakes: argv, words
                                        "already in use"),
     "serve-port-zero": (["serve", "{bundle}", "--port", "0", "--address", "127.0.0.1:9"], "--port 0"),
     "serve-address": (["serve", "{bundle}", "--address", "nohostport"], "expected HOST:PORT"),
+    # a broken copy is rebuilt where it is, not into the --out its manifest recorded (words: formatted too)
+    "run-broken-copy-rebuilds-in-place": (["run", "{bundle-model-flipped}", "{clip}", "--no-save", "--quiet"],
+                                          "--out {bundle-model-flipped} --force"),
+    "bench-broken-copy-rebuilds-in-place": (["bench", "{bundle-model-missing}", "--tiers", "a", "--max-frames", "2",
+                                             "--warmup", "0", "--no-naive", "--out", "{out}"],
+                                            "--out {bundle-model-missing} --force"),
+    "bench-an-onnx": (["bench", "{bundle}/model.onnx", "--out", "{out}"], "is a file, not a bundle"),
+    "bench-missing": (["bench", "{missing}", "--out", "{out}"], "no bundle at"),
+    "eval-an-onnx": (["eval", "{bundle}/model.onnx", "--against", "onnxruntime", "--data", "{clip}", "--out", "{out}"],
+                     "is a file, not a bundle"),
+    "eval-pred-colour-masks": (["eval", "--pred", "{colour-masks}", "--labels", "{id-labels}", "--num-classes", "19",
+                                "--out", "{out}"], "looks like a colour mask"),
+    "eval-data-two-layouts": (["eval", "{bundle}", "--data", "{two-layouts}", "--out", "{out}"],
+                              "pick one with --layout voc or --layout pairs"),
+    "eval-against-two-layouts": (["eval", "{bundle}", "--against", "onnxruntime", "--data", "{two-layouts}", "--out",
+                                  "{out}"], "pick one with --layout voc or --layout pairs"),
+    "bench-source-one-frame": (["bench", "{bundle}", "--source", "{image}", "--tiers", "c", "--no-naive",
+                                "--max-frames", "2", "--warmup", "1", "--out", "{out}"], "tier (c)"),
 }
 
 

@@ -54,7 +54,7 @@ def test_case(world, case, capsys):
     if words is None:
         assert not errors, err
     else:
-        assert len(errors) == 1 and words in errors[0], err
+        assert len(errors) == 1 and words.format(**world) in errors[0], err
         assert _snapshot(root) == before, "a failed command wrote or changed files"
 
 

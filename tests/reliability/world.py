@@ -55,9 +55,13 @@ def build_world(root: Path, good_bundle: Path) -> dict[str, str]:
     bundle = root / "bundle"
     shutil.copytree(good_bundle, bundle)
     paths["bundle"] = str(bundle)
+    # as a real export records it: the command that made the bundle, --out naming where it was first written (a
+    # broken copy must be rebuilt where it is, not there)
+    _edit(bundle, build={**json.loads((bundle / "rtseg.json").read_text()).get("build", {}),
+                         "command": f"rtseg export --model fast_scnn --num-classes 19 --out {good_bundle}"})
     for name, breaker in BROKEN_BUNDLES.items():
         copy = root / f"bundle-{name}"
-        shutil.copytree(good_bundle, copy)
+        shutil.copytree(bundle, copy)
         breaker(copy)
         paths[f"bundle-{name}"] = str(copy)
     media = root / "media"
@@ -76,6 +80,11 @@ def build_world(root: Path, good_bundle: Path) -> dict[str, str]:
     data = img.read_bytes()
     half.write_bytes(data[: len(data) // 2])
     paths["half-png"] = str(half)
+    jpeg = cv2.imencode(".jpg", numbered_frame(1, 64, 96))[1].tobytes()
+    (media / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # libjpeg would fill the lower half grey
+    paths["truncated-jpeg"] = str(media / "cut.jpg")
+    _masks_and_labels(media, paths)
+    _two_layouts(media / "two-layouts", paths)
     (media / "emptydir").mkdir()
     paths["emptydir"] = str(media / "emptydir")
     (media / "textdir").mkdir()
@@ -95,3 +104,29 @@ def build_world(root: Path, good_bundle: Path) -> dict[str, str]:
     paths["busy"] = str(busy.getsockname()[1])
     _KEEP.append(busy)
     return paths
+
+
+def _masks_and_labels(media: Path, paths: dict[str, str]) -> None:
+    """A colour mask as rtseg run --colour-masks writes it (Cityscapes colours; building and pole are grey:
+    (70, 70, 70) and (153, 153, 153)) and the class-id label of the same frame."""
+    import cv2
+
+    ids = np.full((32, 48), 2, np.uint8)  # building
+    ids[:, 24:] = 5  # pole
+    colours = np.array([[70, 70, 70]] * 5 + [[153, 153, 153]], np.uint8)
+    for name, image in (("colour-masks", colours[ids][..., ::-1]), ("id-labels", ids)):
+        (media / name).mkdir()
+        cv2.imwrite(str(media / name / "000000.png"), image)
+        paths[name] = str(media / name)
+
+
+def _two_layouts(root: Path, paths: dict[str, str]) -> None:
+    """A folder that is both a VOC set (JPEGImages/ + SegmentationClass/) and a pairs set (images/ + labels/)."""
+    import cv2
+
+    for images, labels, suffix in (("JPEGImages", "SegmentationClass", ".jpg"), ("images", "labels", ".png")):
+        (root / images).mkdir(parents=True)
+        (root / labels).mkdir()
+        cv2.imwrite(str(root / images / f"a{suffix}"), numbered_frame(0, 64, 96))
+        cv2.imwrite(str(root / labels / "a.png"), np.zeros((64, 96), np.uint8))
+    paths["two-layouts"] = str(root)
