@@ -13,11 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ..access import Access
 from ..errors import RtsegError, require
 from .codec import DEFAULT_MAX_FRAME
 
 log = logging.getLogger(__name__)
 APP_NAME = "rtseg"
+# Serve counts a request against its replica's max_ongoing_requests from the moment its headers arrive, and the
+# replica pulls the body from the proxy afterwards: an upload that stalls holds a slot until its body deadline
+# (codec.BODY_TIMEOUT_S). Slots sized for the batches alone (2 x --max-batch) let a few dozen stalled uploads queue
+# every frame and every /health behind them for 10 s (benchmarks/serve_stall.py: 40 stallers, 1 frame/s and /health
+# in 9.8 s with 32 slots over 2 replicas). A request waiting for its body costs a coroutine and no CPU, so each
+# replica takes this many more: the batches still bound the compute.
+WAITING_BODIES = 64
 
 
 @dataclass
@@ -37,6 +45,9 @@ class ServeOptions:
     num_cpus: int | None = None  # size of a local cluster (default: this machine's cores)
     proxy_location: str = "HeadOnly"  # HeadOnly: one HTTP proxy, on the head; EveryNode: one per node with replicas
     ray_init: dict = field(default_factory=dict)  # extra ray.init arguments for a local cluster
+    # who may ask (rtseg.access.resolve decides; the token's digest only). None: open on start; on --update, the
+    # running service's policy is kept
+    access: Access | None = None
 
 
 @dataclass
@@ -115,16 +126,17 @@ def start(opts: ServeOptions) -> Service:
                    bundle_sha256=package.bundle_sha256)
 
 
-def application(opts: ServeOptions, holder: str):
-    """The Serve application: ``opts.replicas`` replicas, each loading the bundle held by ``holder``."""
+def application(opts: ServeOptions, holder: str, access: Access | None = None):
+    """The Serve application: ``opts.replicas`` replicas, each loading the bundle held by ``holder``, each asking
+    requests for the token whose digest ``access`` (default ``opts.access``) holds."""
     from .deployment import SegmentService
 
     threads = max(1, int(round(opts.cpus_per_replica))) if opts.gpus_per_replica == 0 else None
     return SegmentService.options(
-        num_replicas=opts.replicas, max_ongoing_requests=max(16, 2 * opts.max_batch),
+        num_replicas=opts.replicas, max_ongoing_requests=2 * opts.max_batch + WAITING_BODIES,
         ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica},
     ).bind({"holder": holder}, opts.backend, opts.device, threads, opts.max_batch, opts.batch_wait_ms,
-           opts.max_frame)
+           opts.max_frame, access or opts.access or Access(port=opts.port))
 
 
 def _check_joinable(serve, opts: ServeOptions) -> None:

@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080, as every rtseg --serve)")
     parser.add_argument("--serve", metavar="[HOST:]PORT", help="the address in one value, as rtseg run --serve"
                         " takes it: PORT, HOST:PORT or :PORT (instead of --host/--port)")
+    parser.add_argument("--token", default=None,
+                        help="the token clients must send ('Authorization: Bearer TOKEN' or ?token=TOKEN); default"
+                             " $RTSEG_TOKEN, else one generated and printed at start when --host is beyond the"
+                             " loopback (on 127.0.0.1 no token unless one is given)")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="beyond the loopback, answer anyone without a token (a warning is printed)")
     parser.add_argument("--address", help="join this Ray cluster (HOST:PORT of its head, or ray://HOST:10001)"
                                           " instead of starting a local one")
     parser.add_argument("--update", action="store_true",
@@ -42,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    from ..access import TOKEN_ENV, is_loopback, resolve
     from ..sizes import parse_size
     from .app import ServeOptions, start
 
@@ -55,10 +64,18 @@ def run(args: argparse.Namespace) -> int:
                         batch_wait_ms=args.batch_wait_ms, host=args.host, port=args.port, address=args.address,
                         backend=args.backend, device=args.device, max_frame=parse_size(args.max_frame, "--max-frame"),
                         proxy_location=args.proxy_location)
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    # the deployment gets the token's digest only; --update keeps the running policy unless a new one is named
+    named = args.token is not None or args.no_auth or bool(os.environ.get(TOKEN_ENV))
+    grant = resolve(args.host, args.port, args.token, args.no_auth, flag="--host") if named or not args.update \
+        else None
+    opts.access = grant.access if grant else None
+    if grant and grant.notice and not is_loopback(args.host):
+        say(f"rtseg: {grant.notice}")
     if args.update:
         from .update import update
 
-        update(opts, force=args.force, say=lambda line: print(line, file=sys.stderr, flush=True))
+        update(opts, force=args.force, say=say)
         return 0
     if args.force:
         raise RtsegError("--force goes with --update (replacing a running service's model)")
@@ -77,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"rtseg: serving {args.bundle} (bundle sha256 {service.bundle_sha256[:12]}...) on {args.replicas}"
               f" replica(s) at {service.url}/segment"
               f" (health: {service.url}/health); Ctrl-C stops", file=sys.stderr, flush=True)
+        if grant.token and grant.token != (args.token or os.environ.get(TOKEN_ENV)):
+            # a generated token is printed once, here, and nowhere else; one given is the user's already (and a
+            # service's log is kept: it stays out of it)
+            say(f"rtseg: token {grant.token} (clients: rtseg run --remote {service.url} --token TOKEN or"
+                f" {TOKEN_ENV}=TOKEN; HTTP: 'Authorization: Bearer TOKEN' or ?token=TOKEN)")
+        elif grant.token:
+            say("rtseg: requests need the token given with --token / $RTSEG_TOKEN")
         while not stop.wait(0.5):
             pass
         print(f"rtseg: {signal.Signals(signals[0]).name}: stopping (draining the replicas)", file=sys.stderr,

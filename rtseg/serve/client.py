@@ -8,19 +8,23 @@ RemoteSegmenter and their concurrent requests are batched by the service.
 
 Segmenting a frame is idempotent, so a request that fails in transit or on a replica that died (connection
 reset, 5xx) is sent again, up to ``retries`` times; each frame still gets exactly one answer, in the caller's
-order. A 4xx is the caller's mistake and is raised at once, with the service's message.
+order. A 4xx is the caller's mistake and is raised at once, with the service's message; a 401 (a service bound
+beyond the loopback asks for a token) as one line saying to pass ``--token`` or set ``RTSEG_TOKEN``. The token
+(``token``, else ``$RTSEG_TOKEN``) goes in every request's ``Authorization: Bearer`` header.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 import time
 from urllib.parse import urlencode, urlparse
 
 import numpy as np
 
+from ..access import TOKEN_ENV
 from ..errors import RtsegError
 from . import codec
 
@@ -33,7 +37,7 @@ class RemoteSegmenter:
     cpu_threads = None
 
     def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 3, encoding: str = "raw",
-                 backoff: float = 0.2):
+                 backoff: float = 0.2, token: str | None = None):
         parsed = urlparse(url if "://" in url else f"http://{url}")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise RtsegError(f"--remote {url!r}: expected http://HOST:PORT of an rtseg serve service")
@@ -44,6 +48,8 @@ class RemoteSegmenter:
         self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
         self._prefix = parsed.path.rstrip("/")
         self.timeout, self.retries, self.encoding, self.backoff = timeout, retries, encoding, backoff
+        token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self.retried = 0  # requests sent again after a transport error or a 5xx
@@ -149,7 +155,7 @@ class RemoteSegmenter:
                 time.sleep(self.backoff * attempt)
             try:
                 conn = self._connection()
-                conn.request(method, self._prefix + path, body=body, headers=headers or {})
+                conn.request(method, self._prefix + path, body=body, headers={**(headers or {}), **self._auth})
                 resp = conn.getresponse()
                 data = resp.read()
             except TimeoutError:  # a server that accepts and never answers: waiting again would only repeat it
@@ -160,6 +166,10 @@ class RemoteSegmenter:
                 self.close()  # a fresh connection for the next attempt
                 last = f"{type(exc).__name__}: {exc}"
                 continue
+            if resp.status == 401:
+                said = "refused the token given" if self._auth else "asks for a token"
+                raise RtsegError(f"{self.url} {said} (401); pass --token TOKEN or set {TOKEN_ENV} to the token"
+                                 f" rtseg serve printed at its start")
             if resp.status >= 500:
                 last = f"{resp.status} {data.decode(errors='replace').strip()[:200]}"
                 continue

@@ -95,10 +95,14 @@ async def read_body(request, max_frame: tuple[int, int] = DEFAULT_MAX_FRAME, tim
             chunks.append(chunk)
         return b"".join(chunks)
 
+    from starlette.requests import ClientDisconnect
+
     try:
         return await asyncio.wait_for(collect(), timeout)
     except asyncio.TimeoutError:
         raise BadRequest(f"the request body did not arrive whole within {timeout:g} s; send it at once", 408) from None
+    except ClientDisconnect:  # nobody to answer; the slot is freed without a traceback in the replica's log
+        raise BadRequest("the client hung up before its body arrived whole", 400) from None
 
 
 def header_size(body: bytes) -> tuple[int, int] | None:

@@ -15,6 +15,12 @@ HTTP routes (under the application's route prefix):
     GET  /health    200 {"status": "ok", ...} while the replica's segmenter is loaded
     GET  /info      classes, palette, model and backend (what a remote client needs for overlays)
     POST /segment   a frame in (see :mod:`rtseg.serve.codec`), labels or an overlay out
+
+Who may ask (:mod:`rtseg.access`): ``access`` holds only the token's sha256 (init arguments show in Ray's dashboard
+and state API, so the token itself never reaches Ray). When it requires a token, every route answers 401 to a
+request without it, checked on the headers before a byte of the body is read; ``/health`` alone answers anyone
+(load balancers probe it without credentials), with ``{"status": "ok"}`` and nothing more. The Python handle is
+inside the cluster and is not asked.
 """
 
 from __future__ import annotations
@@ -27,13 +33,16 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from rtseg.access import UNAUTHORIZED, Access
+
 from . import codec
 
 
 @serve.deployment(name="rtseg", health_check_period_s=5, health_check_timeout_s=30)
 class SegmentService:
     def __init__(self, bundle, backend: str = "auto", device: str | None = None, threads: int | None = None,
-                 max_batch: int = 8, batch_wait_ms: float = 5.0, max_frame=codec.DEFAULT_MAX_FRAME):
+                 max_batch: int = 8, batch_wait_ms: float = 5.0, max_frame=codec.DEFAULT_MAX_FRAME,
+                 access: Access | None = None):
         import ray
 
         from rtseg.runtime import load
@@ -49,6 +58,7 @@ class SegmentService:
         self.segment_frames.set_max_batch_size(max_batch)
         self.segment_frames.set_batch_wait_timeout_s(batch_wait_ms / 1000.0)
         self.max_frame = tuple(max_frame)
+        self.access = access or Access()
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.batch_sizes: collections.Counter = collections.Counter()
         self.info_doc = {"model": self.seg.manifest["model"].get("name"), "num_classes": self.seg.num_classes,
@@ -84,6 +94,10 @@ class SegmentService:
     def info(self) -> dict:
         return {**self.info_doc, "replica": self.replica}
 
+    def access_policy(self) -> Access:
+        """The service's access policy (the token's digest only), which ``rtseg serve --update`` keeps."""
+        return self.access
+
     def stats(self) -> dict:
         """This replica's batch-size histogram: {size: batches}."""
         return {"replica": self.replica, "node": self.node, "batch_sizes": dict(self.batch_sizes)}
@@ -103,6 +117,12 @@ class SegmentService:
     async def __call__(self, request: Request) -> Response:
         route = request.url.path.rstrip("/").rsplit("/", 1)[-1]
         headers = {codec.REPLICA: self.replica, codec.NODE: self.node}
+        if self.access.required and not self.access.allows(request.headers.get("authorization"),
+                                                            request.headers.get("cookie"), request.url.query):
+            if request.method == "GET" and route == "health":  # open to load balancers; names nothing
+                return JSONResponse({"status": "ok"})
+            return Response(UNAUTHORIZED + "\n", status_code=401, media_type="text/plain",
+                            headers={"WWW-Authenticate": "Bearer"})
         if request.method == "GET" and route == "health":
             return JSONResponse({"status": "ok", "replica": self.replica, "model": self.info_doc["model"]},
                                 headers=headers)

@@ -6,6 +6,10 @@ serves, verifies the new bundle (:func:`rtseg.serve.package.pack`), refuses a bu
 ``force``, publishes the new bytes and redeploys the application with them: Serve starts replicas of the new
 version and stops the old ones once they have answered what they hold (a rolling update; a request an old replica
 could not take is retried by the client). The old bundle's holder is withdrawn once every replica runs the new one.
+
+Access: an update keeps the running service's token (its digest, asked of the service through Ray) unless the
+command names a new policy (``--token``, ``$RTSEG_TOKEN`` or ``--no-auth``: ``opts.access``), so clients holding
+the token keep working; naming one is how a token is rotated, and the same bundle is then redeployed with it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ def update(opts: ServeOptions, force: bool = False, say=print) -> str:
         except Exception:  # noqa: BLE001 - no application, or none answering: the same advice
             raise RtsegError(f"no rtseg service answers on the Ray cluster at {opts.address}; start one with"
                              f" rtseg serve BUNDLE --address {opts.address}") from None
-        if current.get("bundle_sha256") == package.bundle_sha256:
+        access = opts.access or _running_access(serve, opts)
+        if current.get("bundle_sha256") == package.bundle_sha256 and opts.access is None:
             say(f"rtseg: the service already serves this bundle (sha256 {package.bundle_sha256[:12]}...)")
             return package.bundle_sha256
         if current.get("model") != package.model and not force:
@@ -46,13 +51,24 @@ def update(opts: ServeOptions, force: bool = False, say=print) -> str:
                              f" pass --force to replace the model")
         holder = publish(package)
         try:
-            serve.run(application(opts, holder), name=APP_NAME, route_prefix="/", blocking=False)
+            serve.run(application(opts, holder, access), name=APP_NAME, route_prefix="/", blocking=False)
         except Exception as exc:  # noqa: BLE001 - Serve keeps the old version running when the new one fails
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise RtsegError(f"the update did not roll out ({first}); the service keeps the bundle it had") from None
         withdraw(keep=holder)
+        policy = ("its access policy kept" if opts.access is None else "a token required from now on"
+                  if access.required else "open to anyone from now on (--no-auth)")
         say(f"rtseg: updated the service to {opts.bundle} (bundle sha256 {package.bundle_sha256[:12]}..., was"
-            f" {str(current.get('bundle_sha256'))[:12]}...)")
+            f" {str(current.get('bundle_sha256'))[:12]}...), {policy}")
         return package.bundle_sha256
     finally:
         ray.shutdown()
+
+
+def _running_access(serve, opts: ServeOptions):
+    """The running service's access policy, to keep; a service that cannot say is not silently opened."""
+    try:
+        return serve.get_app_handle(APP_NAME).access_policy.remote().result(timeout_s=60)
+    except Exception:  # noqa: BLE001 - an older service, or one not answering
+        raise RtsegError("--update: the running service did not say which token it asks for; pass --token TOKEN"
+                         " (or --no-auth) to set its access policy with this update") from None

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              " --save/--save-masks/--stats get a _N suffix or a N/ subfolder)")
     parser.add_argument("--remote", metavar="URL",
                         help="send the segment stage to an rtseg serve service (http://HOST:PORT) instead of"
-                             " loading a bundle here")
+                             " loading a bundle here; one that asks for a token gets --token (or $RTSEG_TOKEN)")
     parser.add_argument("--backend", default="auto", help="auto, tensorrt, onnxruntime or torch (default: auto)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: choose)")
     from ..runtime.multiscale import add_arguments as add_multiscale_arguments
@@ -184,7 +184,7 @@ def _open_segmenter(args):
             RemoteSegmenter,  # standard-library HTTP only: no Ray on the client
         )
 
-        return RemoteSegmenter(args.remote)
+        return RemoteSegmenter(args.remote, token=getattr(args, "token", None))  # None: $RTSEG_TOKEN, if set
     from ..runtime import load
     from .legend import untrained
 

@@ -60,3 +60,10 @@ def test_remote_not_there():
         RemoteSegmenter(f"http://127.0.0.1:{port}", retries=1, backoff=0)
     with pytest.raises(RtsegError, match="expected http://HOST:PORT"):
         RemoteSegmenter("ftp://example")
+
+
+def test_token_flags_refused_before_ray(fast_scnn_bundle, capsys):
+    """--token/--no-auth (rtseg.access.resolve) are checked before any cluster starts."""
+    _one_line_error(capsys, ["serve", str(fast_scnn_bundle), "--host", "0.0.0.0", "--no-auth", "--token",
+                             "a-fine-token-123"], "contradict")
+    _one_line_error(capsys, ["serve", str(fast_scnn_bundle), "--token", "short"], "at least 8 printable")

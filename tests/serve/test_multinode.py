@@ -188,6 +188,18 @@ def _serve(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess | su
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
 
 
+def _get(url: str, token: str | None = None) -> bytes | int:
+    """The body of a 200, else the HTTP status."""
+    import urllib.error
+
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def test_update_rolls_over_to_a_changed_bundle_without_losing_a_request(cluster, fast_scnn_bundle, tmp_path):
     c, _, port = cluster
     while len(c.worker_nodes) < 2:  # two worker nodes again after the previous test's loss
@@ -200,7 +212,8 @@ def test_update_rolls_over_to_a_changed_bundle_without_losing_a_request(cluster,
     shas = {name: hashlib.sha256((b / "rtseg.json").read_bytes()).hexdigest()
             for name, b in (("first", first), ("second", second))}
     common = ["--address", c.address, "--replicas", "2", "--cpus-per-replica", "1", "--max-batch", "4"]
-    proc = _serve([str(first), *common, "--port", str(port)], tmp_path, wait=False)
+    token, rotated_token = "update-keeps-this-token", "the-rotated-token-42"
+    proc = _serve([str(first), *common, "--port", str(port), "--token", token], tmp_path, wait=False)
     url = f"http://{LOCAL}:{port}"
     try:
         _wait_healthy(url, proc)
@@ -210,7 +223,7 @@ def test_update_rolls_over_to_a_changed_bundle_without_losing_a_request(cluster,
         for name, b in (("first", fast_scnn_bundle), ("second", second)):
             with load(b, threads=1) as seg:
                 expected[name] = [[seg.segment(f).labels for f in stream] for stream in frames]
-        remote = RemoteSegmenter(url, retries=20, backoff=0.25, timeout=60)
+        remote = RemoteSegmenter(url, retries=20, backoff=0.25, timeout=60, token=token)
         assert remote.info["bundle_sha256"] == shas["first"]
 
         results: list[list] = [[] for _ in frames]
@@ -246,9 +259,14 @@ def test_update_rolls_over_to_a_changed_bundle_without_losing_a_request(cluster,
             lines = out.stderr.strip().splitlines()
             assert out.returncode != 0 and len(lines) == 1 and lines[0].startswith("rtseg: error:"), out.stderr
             assert all(w in lines[0] for w in words), lines[0]
-        assert done.returncode == 0, done.stderr
-        with urllib.request.urlopen(url + "/info", timeout=30) as resp:
-            assert json.loads(resp.read())["bundle_sha256"] == shas["second"]
+        assert done.returncode == 0 and "access policy kept" in done.stderr, done.stderr
+        assert json.loads(_get(url + "/info", token))["bundle_sha256"] == shas["second"]
+        assert _get(url + "/info") == 401  # the update kept the token the service was started with
+        # naming a token on an update rotates it, even for the bundle already served
+        rotated = _serve([str(second), *common, "--update", "--token", rotated_token], tmp_path)
+        assert rotated.returncode == 0 and "token required" in rotated.stderr, rotated.stderr
+        assert rotated_token not in rotated.stderr and _get(url + "/info", token) == 401
+        assert json.loads(_get(url + "/info", rotated_token))["bundle_sha256"] == shas["second"]
         # Every request got one answer, from the old bundle or the new one; once the new one answered a stream, no
         # later answer of that stream came from the old one after the update finished.
         seen = {"first": 0, "second": 0}

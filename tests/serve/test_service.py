@@ -1,6 +1,8 @@
 """``rtseg serve`` on a real local Ray cluster (2 CPUs, one per replica): many streams batched, every label map
 equal to a local Segmenter's, bad requests answered 4xx while the service keeps serving, a replica killed mid-run
-costs no frame. One cluster for the module; Serve and Ray are shut down at the end."""
+costs no frame. One cluster for the module; Serve and Ray are shut down at the end. The service asks for a token
+(given explicitly, so it does on the loopback too: rtseg.access): every client here sends it, and one test checks
+what a client without it gets."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="ray[serve] is not installed (pip install 'rtseg[serve]')")
 
+from rtseg.access import UNAUTHORIZED, resolve  # noqa: E402
 from rtseg.errors import RtsegError  # noqa: E402
 from rtseg.scenes import synthetic_scenes  # noqa: E402
 from rtseg.runtime import load  # noqa: E402
@@ -23,6 +27,8 @@ from rtseg.serve.app import ServeOptions, start  # noqa: E402
 from rtseg.serve.client import RemoteSegmenter  # noqa: E402
 
 STREAMS, FRAMES = 4, 50
+TOKEN = "test-token-for-the-module-service"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def free_port() -> int:
@@ -33,9 +39,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def service(fast_scnn_bundle):
+    port = free_port()
     svc = start(ServeOptions(bundle=fast_scnn_bundle, replicas=2, cpus_per_replica=1, max_batch=8,
-                             batch_wait_ms=10, port=free_port(), num_cpus=2, max_frame=(720, 1280),
-                             ray_init={"object_store_memory": 200 * 1024 * 1024}))
+                             batch_wait_ms=10, port=port, num_cpus=2, max_frame=(720, 1280),
+                             ray_init={"object_store_memory": 200 * 1024 * 1024},
+                             access=resolve("127.0.0.1", port, token=TOKEN).access))
     yield svc
     svc.stop()
 
@@ -81,7 +89,7 @@ def _run_streams(remote, streams, during=None):
 
 
 def test_streams_are_batched_and_exact(service, local, streams, record_property):
-    remote = RemoteSegmenter(service.url)
+    remote = RemoteSegmenter(service.url, token=TOKEN)
     assert remote.class_names == local.class_names and np.array_equal(remote.palette, local.palette)
     results, errors, wall = _run_streams(remote, streams)
     assert not errors, errors
@@ -101,8 +109,8 @@ def test_streams_are_batched_and_exact(service, local, streams, record_property)
     assert np.array_equal(service.handle.segment.remote(frame).result(), local.segment(frame).labels)
 
 
-def _post(url, body, headers=None, method="POST"):
-    req = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+def _post(url, body, headers=None, method="POST", auth=True):
+    req = urllib.request.Request(url, data=body, headers={**(AUTH if auth else {}), **(headers or {})}, method=method)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, resp.read(), resp.headers
@@ -143,11 +151,85 @@ def test_http_routes_and_bad_requests(service, local, streams):
     assert _post(f"{url}/segment", None, method="GET")[0] == 405
     # still serving; a frame larger than the graph's 64x128 input is scaled to it, labels at the frame's size
     big = np.ascontiguousarray(synthetic_scenes(1, 480, 640, seed=9)[0, ..., ::-1])
-    remote = RemoteSegmenter(url)
+    remote = RemoteSegmenter(url, token=TOKEN)
     labels = remote.segment(big).labels
     assert labels.shape == (480, 640) and np.array_equal(labels, local.segment(big).labels)
     with pytest.raises(RtsegError, match="413"):
         remote.segment(np.zeros((721, 64, 3), np.uint8))
+
+
+def test_every_route_but_health_asks_for_the_token(service, streams, tmp_path, monkeypatch, capsys):
+    """Issue #20 item 23: a 401 with rtseg.access's line for every route without the right token; /health open to
+    load balancers (naming nothing); the token as a header or ?token=; the replicas hold only its digest, and it
+    is in none of Ray's logs; the client's 401 is one line."""
+    import cv2
+
+    from rtseg.access import TOKEN_ENV, digest
+    from rtseg.cli import main
+
+    url = service.url
+    frame = streams[0][0]
+    for path, method in (("/segment", "POST"), ("/info", "GET"), ("/nothing", "GET"), ("/segment", "GET")):
+        for auth in ({}, {"Authorization": "Bearer wrong-token-1234"}, {"Authorization": f"Basic {TOKEN}"}):
+            status, body, headers = _post(url + path, frame.tobytes() if method == "POST" else None,
+                                          {"X-Frame-Shape": "64,128,3", **auth}, method=method, auth=False)
+            assert status == 401 and body.decode() == UNAUTHORIZED + "\n", (path, auth, status, body)
+            assert headers["WWW-Authenticate"] == "Bearer"
+    status, body, _ = _post(f"{url}/health", None, method="GET", auth=False)
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    assert json.loads(_post(f"{url}/health", None, method="GET")[1])["model"] == "fast_scnn"
+    status, body, _ = _post(f"{url}/info?token={TOKEN}", None, method="GET", auth=False)
+    assert status == 200 and json.loads(body)["num_classes"] == 19
+    # only the digest reached the replicas (init arguments show in Ray's state API), and no log names the token
+    policy = service.handle.access_policy.remote().result()
+    assert policy.token_sha256 == digest(TOKEN) and TOKEN not in repr(policy)
+    from ray._private.worker import global_worker
+
+    logs = Path(global_worker.node.get_logs_dir_path())
+    leaked = [p for p in logs.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert not leaked, leaked
+    # the client without the token, or with a wrong one: one line saying what to pass
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with pytest.raises(RtsegError, match=r"asks for a token \(401\); pass --token TOKEN or set RTSEG_TOKEN"):
+        RemoteSegmenter(url)
+    with pytest.raises(RtsegError, match=r"refused the token given \(401\)"):
+        RemoteSegmenter(url, token="wrong-token-1234")
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), frame)
+    capsys.readouterr()
+    assert main(["run", "--source", str(image), "--remote", url, "--no-save", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rtseg: error: ") and err.count("\n") == 1 and "--token" in err, err
+
+
+def test_health_and_frames_answer_while_uploads_stall(service, local, streams):
+    """Issue #20 item 8 at the service's depth (timings: benchmarks/serve_stall.py): more uploads stall than the
+    batches' slots (2 replicas x 2 x --max-batch 8), each after 10 bytes of a million; /health and a whole frame
+    are answered while every one of them is still open. An upload without the token is refused at once, before
+    its body is waited for."""
+    port = int(service.url.rsplit(":", 1)[1])
+    head = (f"POST /segment HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000000\r\n"
+            f"\r\n").encode() + b"0123456789"
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(40)]
+    try:
+        for s in stalled:
+            s.sendall(head)
+        time.sleep(1.0)  # let them reach the replicas (not an assertion: a short wait only weakens the test)
+        remote = RemoteSegmenter(service.url, token=TOKEN, retries=0)
+        assert remote.health()["status"] == "ok"
+        frame = streams[3][7]
+        assert np.array_equal(remote.segment(frame).labels, local.segment(frame).labels)
+        for s in stalled:  # every stalled upload is still waiting (each gets its 408 at the body deadline)
+            s.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                s.recv(1)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as anonymous:
+            anonymous.sendall(head.replace(TOKEN.encode(), b"not-the-token-000"))
+            assert anonymous.recv(4096).startswith(b"HTTP/1.1 401 ")
+        remote.close()
+    finally:
+        for s in stalled:
+            s.close()
 
 
 def _masks(folder):
@@ -156,7 +238,7 @@ def _masks(folder):
     return {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))}
 
 
-def test_run_remote_gives_the_local_masks(service, fast_scnn_bundle, tmp_path):
+def test_run_remote_gives_the_local_masks(service, fast_scnn_bundle, tmp_path, monkeypatch):
     """``rtseg run --remote``: the video pipeline with the segment stage on the service, one and two streams."""
     pytest.importorskip("av", reason="PyAV is not installed (pip install 'rtseg[video]')")
     from rtseg.cli import main
@@ -164,8 +246,8 @@ def test_run_remote_gives_the_local_masks(service, fast_scnn_bundle, tmp_path):
     from ..video.media import make_video
 
     video = make_video(tmp_path / "clip.mp4", 300, size=(64, 96))
-    assert main(["run", "--source", str(video), "--remote", service.url, "--save-masks", str(tmp_path / "remote"),
-                 "--quiet"]) == 0
+    assert main(["run", "--source", str(video), "--remote", service.url, "--token", TOKEN, "--save-masks",
+                 str(tmp_path / "remote"), "--quiet"]) == 0
     assert main(["run", str(fast_scnn_bundle), "--source", str(video), "--save-masks", str(tmp_path / "local"),
                  "--quiet"]) == 0
     remote, local = _masks(tmp_path / "remote"), _masks(tmp_path / "local")
@@ -173,6 +255,7 @@ def test_run_remote_gives_the_local_masks(service, fast_scnn_bundle, tmp_path):
     assert all(np.array_equal(remote[name], local[name]) for name in local)
     # two streams into the service at once: each keeps its own masks, equal to its frames run locally
     other = make_video(tmp_path / "other.mp4", 40, size=(96, 64))
+    monkeypatch.setenv("RTSEG_TOKEN", TOKEN)  # the token from the environment this time
     assert main(["run", "--source", str(other), "--source", str(video), "--remote", service.url, "--max-frames",
                  "40", "--save-masks", str(tmp_path / "multi"), "--quiet"]) == 0
     assert main(["run", str(fast_scnn_bundle), "--source", str(other), "--save-masks", str(tmp_path / "other"),
@@ -186,7 +269,7 @@ def test_run_remote_gives_the_local_masks(service, fast_scnn_bundle, tmp_path):
 def test_replica_killed_mid_run_loses_no_frame(service, local, streams, record_property):
     from ray import serve
 
-    remote = RemoteSegmenter(service.url, retries=6, backoff=0.3)
+    remote = RemoteSegmenter(service.url, retries=6, backoff=0.3, token=TOKEN)
     killed = []
 
     def kill_one_replica(results):
