@@ -11,10 +11,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for the video, bundle, overlay, masks and demo.json (default: %(default)s)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime, torch or tensorrt (default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's choice)")
-    from ..video.cli import SERVE_PORT, add_frame_limit
+    from ..video.cli import SERVE_PORT, add_frame_limit, add_serve_arguments
 
     p.add_argument("--serve", nargs="?", const=SERVE_PORT, default=None, metavar="[HOST:]PORT",
                    help=f"also show the run in a browser (port {SERVE_PORT} if none is given, on 127.0.0.1)")
+    add_serve_arguments(p)
     add_frame_limit(p, "frames of street video to render and run (default: 120)", "--frames")
     p.add_argument("--video-size", default=None, metavar="HxW", help="street video size (default 720x1280)")
     p.add_argument("--bench-frames", type=int, default=30, help="frames per bench tier; 0 skips the bench"
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import RtsegError
     from ..sizes import read_size
+    from ..video.cli import serve_options
     from .run import DemoOptions, run_demo
     from .summary import next_steps, summary_lines
     from .video import VideoSpec
@@ -42,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
         spec = replace(spec, height=h, width=w)
     if args.bench_frames < 0:
         raise RtsegError(f"--bench-frames must be 0 or more, got {args.bench_frames}")
-    opts = DemoOptions(out=args.out, backend=args.backend, device=args.device, serve=args.serve, video=spec,
+    # a busy port or a bad token now, not after the rendering and the export; the URL with its token is said once
+    serve = serve_options(args, say=lambda line: print(f"  {line.removeprefix('rtseg: ')}", flush=True),
+                          tokened_only=True)
+    opts = DemoOptions(out=args.out, backend=args.backend, device=args.device, serve=serve, video=spec,
                        bench_frames=args.bench_frames)
     result = run_demo(opts)
     print("\n".join(summary_lines(result) + next_steps(result)), flush=True)

@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve", nargs="?", const=SERVE_PORT, metavar="[HOST:]PORT",
                         help=f"browser view over HTTP (MJPEG) on port {SERVE_PORT} if none is given; binds"
                              " 127.0.0.1 unless a host is given")
+    add_serve_arguments(parser, webrtc=True)
     parser.add_argument("--stats", metavar="STATS.jsonl", help="per-frame timings as JSON lines, summary last")
     parser.add_argument("--stream", metavar="rtp://HOST:PORT", help="also send the picture as H.264 over RTP; the SDP"
                         " that players open is written beside the saved video (stream.sdp without one)")
@@ -63,6 +64,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " (default: 1, every frame)")
     add_frame_limit(parser, "stop after N frames (default: the whole source)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or status line")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser, webrtc: bool = False) -> None:
+    """--token/--no-auth (rtseg.access's rule) and --webrtc, beside --serve."""
+    parser.add_argument("--token", default=None, help="the token a --serve view bound beyond the loopback asks for"
+                        " (default: $RTSEG_TOKEN, else one generated and printed once in the URL to open); on"
+                        " 127.0.0.1 no token is asked unless given; with --remote, the service's token")
+    parser.add_argument("--no-auth", action="store_true", help="serve beyond the loopback with no token: anyone"
+                        " who reaches the address may watch (a warning says so)")
+    if webrtc:
+        parser.add_argument("--webrtc", action="store_true", help="with --serve: the page plays the overlay over"
+                            " WebRTC (a tenth of MJPEG's bandwidth; MJPEG stays the fallback); needs"
+                            " pip install 'rtseg[webrtc]'")
+
+
+def serve_options(args: argparse.Namespace, say=None, tokened_only: bool = False):
+    """--serve/--token/--no-auth/--webrtc -> rtseg.video.server.ServeOptions (None without --serve), checked now
+    (a busy port, a bad token, aiortc missing: before the model loads). ``say(line)`` gets the URL with the token
+    and the access notice once the view listens (``tokened_only``: only when there is a token or a notice)."""
+    webrtc = getattr(args, "webrtc", False)
+    if args.serve is None:
+        view_token = args.token is not None and not getattr(args, "remote", None)  # --remote sends its --token
+        if webrtc or view_token or args.no_auth:
+            flag = "--webrtc" if webrtc else "--token" if view_token else "--no-auth"
+            raise RtsegError(f"{flag} applies to the browser view: add --serve [[HOST:]PORT]")
+        return None
+    from ..access import with_token
+    from .server import prepare
+
+    options = prepare(args.serve, args.token, args.no_auth, webrtc)
+    grant = options.grant
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    def on_listen(url: str) -> None:
+        if grant.token or not tokened_only:
+            say(f"rtseg: browser view at {with_token(url, grant.token)}")
+        if grant.notice:
+            say(f"rtseg: {grant.notice}")
+
+    options.on_listen = on_listen
+    return options
 
 
 def add_frame_limit(parser: argparse.ArgumentParser, help_text: str, *aliases: str, default=None) -> None:
@@ -118,10 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if args.show and (reason := gui_missing_reason()):
         raise RtsegError(reason)
     check_output_paths(args.source, args.save, args.save_masks, args.stats, args.overwrite)
-    if args.serve is not None:  # a busy port is found before the model loads, not after
-        from .server import check_listen
-
-        check_listen(args.serve)
+    serve = serve_options(args)  # a busy port, a bad token, no aiortc: found before the model loads, not after
     if args.remote is None:
         from .paths import resolve_bundle
 
@@ -148,20 +187,16 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         raise
 
-    def started(outputs: dict) -> None:
-        if outputs.get("serve"):
-            print(f"rtseg: browser view at {outputs['serve']}", file=sys.stderr, flush=True)
-
     with seg:
         d = seg.describe()
         if not args.quiet:
             print(f"rtseg: {source.name} ({'live' if source.live else 'lossless'}) -> {d['backend']} "
                   f"{d['device']}", file=sys.stderr, flush=True)
         try:
-            summary = run_pipeline(seg, source, save=args.save, save_masks=args.save_masks, serve=args.serve,
+            summary = run_pipeline(seg, source, save=args.save, save_masks=args.save_masks, serve=serve,
                                    stats=args.stats, alpha=args.alpha, max_frames=args.max_frames,
                                    show=args.show, colour_masks=args.colour_masks, progress=not args.quiet,
-                                   on_start=started, picture=picture, save_quality=args.save_quality,
+                                   picture=picture, save_quality=args.save_quality,
                                    stream=args.stream)
         except SourceFailed as exc:
             if exc.summary is not None:
