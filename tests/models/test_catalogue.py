@@ -32,9 +32,10 @@ from rtseg.models.catalogue import (
 )
 
 ENTRY = CATALOGUE["celebamask-faceparsing"]
-#: pip pointed at a port where nothing listens, its configuration files (mirrors, find-links) left out
+#: pip pointed at a port where nothing listens, its configuration files (mirrors, find-links) left out; one retry
+#: (pip's default 5 back off for ~7 s; one still prints the refused connection that rtseg reports)
 UNREACHABLE = {"PIP_INDEX_URL": "http://127.0.0.1:9/", "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "",
-               "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": ""}
+               "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "", "PIP_RETRIES": "1"}
 
 
 def _skip_if_offline(exc: RtsegError) -> None:
