@@ -105,6 +105,7 @@ def start(opts: ServeOptions) -> Service:
         deployed = True
         handle = serve.run(application(opts, holder), name=APP_NAME, route_prefix="/", blocking=False)
     except BaseException as exc:  # Ctrl-C included: nothing of ours stays deployed
+        why = deploy_failure(serve, exc)  # asked before the application is deleted with its status
         try:
             if opts.address:  # the cluster's other applications (and a service found running) keep running
                 if deployed:
@@ -119,8 +120,7 @@ def start(opts: ServeOptions) -> Service:
             ray.shutdown()
         if isinstance(exc, (KeyboardInterrupt, RtsegError)):
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise RtsegError(f"Ray Serve could not start the application: {first}") from None
+        raise RtsegError(f"Ray Serve could not start the application: {why}") from None
     host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
     return Service(url=f"http://{host}:{opts.port}", handle=handle, joined=bool(opts.address),
                    bundle_sha256=package.bundle_sha256)
@@ -137,6 +137,25 @@ def application(opts: ServeOptions, holder: str, access: Access | None = None):
         ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica},
     ).bind({"holder": holder}, opts.backend, opts.device, threads, opts.max_batch, opts.batch_wait_ms,
            opts.max_frame, access or opts.access or Access(port=opts.port))
+
+
+def deploy_failure(serve, exc: BaseException, app: str = APP_NAME) -> str:
+    """Why a deploy failed, in one line: the replica's own exception (Serve's deployment status keeps its traceback;
+    the exception ``serve.run`` raises says only "Failed to update the deployments ['rtseg']"), else ``exc``'s."""
+    import re
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    try:
+        message = "\n".join(d.message or "" for d in serve.status().applications[app].deployments.values())
+    except Exception:  # noqa: BLE001 - no status to read: the exception is all there is
+        return first
+    # the last "SomeError: text" line of the replica's traceback; rtseg's own errors are said as they are
+    found = re.findall(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt)): (.+)$", message, re.MULTILINE)
+    if not found:
+        return first
+    name, text = found[-1]
+    text = text.strip()[:300]
+    return f"a replica failed to start: {text if name == 'RtsegError' else f'{name}: {text}'}"
 
 
 def _check_joinable(serve, opts: ServeOptions) -> None:

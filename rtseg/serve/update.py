@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from ..errors import RtsegError, require
-from .app import APP_NAME, ServeOptions, _check_options, _init_ray, application, check_reachable
+from .app import APP_NAME, ServeOptions, _check_options, _init_ray, application, check_reachable, deploy_failure
 
 
 def update(opts: ServeOptions, force: bool = False, say=print) -> str:
@@ -53,8 +53,8 @@ def update(opts: ServeOptions, force: bool = False, say=print) -> str:
         try:
             serve.run(application(opts, holder, access), name=APP_NAME, route_prefix="/", blocking=False)
         except Exception as exc:  # noqa: BLE001 - Serve keeps the old version running when the new one fails
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise RtsegError(f"the update did not roll out ({first}); the service keeps the bundle it had") from None
+            raise RtsegError(f"the update did not roll out ({deploy_failure(serve, exc)}); the service keeps the"
+                             f" bundle it had") from None
         withdraw(keep=holder)
         policy = ("its access policy kept" if opts.access is None else "a token required from now on"
                   if access.required else "open to anyone from now on (--no-auth)")

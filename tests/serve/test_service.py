@@ -232,6 +232,42 @@ def test_health_and_frames_answer_while_uploads_stall(service, local, streams):
             s.close()
 
 
+def test_a_bundle_that_fails_in_the_replica_says_why(service, fast_scnn_bundle, tmp_path):
+    """Issue #20 item 11: a bundle that passes the serve command's checks but that no replica can load (a graph
+    that is not ONNX, its manifest hash rewritten to match) is refused with the replica's own reason, not only
+    Serve's "Failed to update the deployments". Deployed as a second application on the module's cluster (no CPU
+    asked: the two replicas hold both cores), the way start() and --update deploy."""
+    import hashlib
+    import shutil
+
+    from ray import serve
+
+    from rtseg.serve.app import application, deploy_failure
+    from rtseg.serve.package import pack, publish, withdraw
+
+    broken = tmp_path / "broken"
+    shutil.copytree(fast_scnn_bundle, broken)
+    garbage = b"not an onnx graph at all"
+    manifest = json.loads((broken / "rtseg.json").read_text())
+    for entry in manifest["artifacts"].values():
+        if entry:
+            (broken / entry["file"]).write_bytes(garbage)
+            entry["sha256"] = hashlib.sha256(garbage).hexdigest()
+    (broken / "rtseg.json").write_text(json.dumps(manifest))
+    holder = publish(pack(broken))
+    opts = ServeOptions(bundle=broken, replicas=1, cpus_per_replica=0, port=0)
+    try:
+        with pytest.raises(Exception) as failed:
+            serve.run(application(opts, holder), name="broken", route_prefix="/broken")
+        why = deploy_failure(serve, failed.value, app="broken")
+    finally:
+        serve.delete("broken")
+        withdraw(only=holder)
+    assert why.startswith("a replica failed to start: ONNX Runtime cannot load") and "model.onnx" in why, why
+    assert "\n" not in why and "Failed to update" not in why
+    assert RemoteSegmenter(service.url, token=TOKEN).health()["status"] == "ok"  # the service kept serving
+
+
 def _masks(folder):
     import cv2
 
