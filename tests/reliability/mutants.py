@@ -72,9 +72,19 @@ MUTANTS = {f.__name__: f for f in (pipeline_repeats_frame_0, service_answers_the
                                    runner_ignores_its_input, eval_scores_predictions_against_themselves)}
 
 
+def _mutant_for(nodeid: str) -> str | None:
+    """RTSEG_MUTANT=<name>: that mutant in every test's call; RTSEG_MUTANTS=<name>=<nodeid>,<nodeid>;<name>=...:
+    each named test with its own mutant (several mutants checked in one run, the session fixtures built once)."""
+    for part in filter(None, os.environ.get("RTSEG_MUTANTS", "").split(";")):
+        name, _, nodeids = part.partition("=")
+        if nodeid in nodeids.split(","):
+            return name
+    return os.environ.get("RTSEG_MUTANT") or None
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    name = os.environ.get("RTSEG_MUTANT")
+    name = _mutant_for(item.nodeid)
     undo = MUTANTS[name]() if name else None
     try:
         yield

@@ -1,8 +1,9 @@
 """Tests of the tests: each mutant of rtseg (tests/reliability/mutants.py) makes the tests named here fail.
 
-Each case runs those existing test functions in a pytest subprocess with the mutant patched in during their calls.
-A test that still passes against a mutant would be comparing constants (as the shared bundles' untrained weights
-once made every label comparison do); the same tests pass in the suite without it."""
+The selected cases run those existing test functions in one pytest subprocess, each with its own mutant patched in
+during its call (one subprocess, not one per mutant: torch's import, the session bundles' exports and Ray's start
+are paid once). A test that still passes against a mutant would be comparing constants (as the shared bundles'
+untrained weights once made every label comparison do); the same tests pass in the suite without it."""
 
 from __future__ import annotations
 
@@ -34,18 +35,29 @@ CATCHES = {
 }
 
 
-def run_with_mutant(mutant: str, tests: list[str]) -> tuple[int, str]:
-    env = {**os.environ, "RTSEG_MUTANT": mutant}
+def run_with_mutants(mutants: list[str]) -> tuple[int, str]:
+    """Each mutant's tests, with that mutant patched into their calls, in one pytest subprocess."""
+    env = {**os.environ, "RTSEG_MUTANTS": ";".join(f"{m}={','.join(CATCHES[m])}" for m in mutants)}
+    env.pop("RTSEG_MUTANT", None)
+    tests = [t for m in mutants for t in CATCHES[m]]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
                            "tests.reliability.mutants", "-rf", *tests], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=900)
     return proc.returncode, proc.stdout + proc.stderr
 
 
+@pytest.fixture(scope="module")
+def mutant_run(request) -> tuple[int, str]:
+    """One run for the mutants this session selected (``-m "not slow"`` leaves the service's out)."""
+    mutants = [item.callspec.params["mutant"] for item in request.session.items
+               if item.originalname == "test_each_mutant_fails_the_tests_that_should_see_it"]
+    return run_with_mutants(list(dict.fromkeys(mutants)))
+
+
 @pytest.mark.parametrize("mutant", [pytest.param(m, marks=pytest.mark.slow) if m.startswith("service") else m
                                     for m in CATCHES])
-def test_each_mutant_fails_the_tests_that_should_see_it(mutant):
-    code, out = run_with_mutant(mutant, CATCHES[mutant])
+def test_each_mutant_fails_the_tests_that_should_see_it(mutant, mutant_run):
+    code, out = mutant_run
     assert code == 1, out[-3000:]
     missed = [t for t in CATCHES[mutant] if f"FAILED {t}" not in out]
     assert not missed, f"{mutant} passed {missed}:\n{out[-3000:]}"
