@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundle folders made by rtseg export")
     p.add_argument("--backend", action="append", help="comma-separated backends: auto, onnxruntime, torch,"
                                                       " tensorrt (default: auto; may be repeated)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N; a GPU asked for and not used fails the bench")
+    p.add_argument("--device", help="cpu, cuda or cuda:N; a GPU asked for and not used fails the bench (default: the"
+                   " backend's choice)")
     p.add_argument("--precision", help="comma-separated precisions, each a row per backend: fp16, fp32, int8 (the"
                    " bundle's INT8 graph), bf16 (OpenVINO); default: the backend's own choice")
     p.add_argument("--size", action="append", metavar="HxW",

@@ -24,11 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                              " are read)")
     p.add_argument("--data", help="labelled set root; for --against: images, a video or a set")
     p.add_argument("--layout", default="auto", help="auto, cityscapes, camvid, voc or pairs (default: auto)")
-    p.add_argument("--split", help="keep this split only (e.g. val): a folder name, or VOC's list name")
+    p.add_argument("--split", help="keep this split only (e.g. val): a folder name, or VOC's list name (default:"
+                                   " every image)")
     p.add_argument("--ignore-index", type=int, default=255, help="ground-truth id not counted (default: 255)")
     p.add_argument("--backend", default="auto", choices=BACKENDS, help="backend for BUNDLE (default: auto)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: chosen by the backend)")
-    p.add_argument("--precision", choices=("fp16", "fp32"), help="which ONNX graph of BUNDLE to run")
+    p.add_argument("--precision", choices=("fp16", "fp32"),
+                   help="which ONNX graph of BUNDLE to run (default: the backend's choice, as rtseg run makes it)")
     p.add_argument("--weights", help="checkpoint for --backend torch when the bundle's is elsewhere")
     from ..runtime.multiscale import add_arguments as add_multiscale_arguments
 
@@ -40,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    " ids), matched to the masks by file name or by position (instead of --data)")
     p.add_argument("--classes", metavar="SET_OR_FILE", help="class names for --pred: cityscapes, voc, a file of"
                    " names (one a line) or a,b,c (default: the BUNDLE's)")
-    p.add_argument("--num-classes", type=int, help="classes for --pred when the layout does not fix them")
+    p.add_argument("--num-classes", type=int,
+                   help="classes for --pred when the layout does not fix them (default: from the layout or bundle)")
     p.add_argument("--max-frames", "--limit", dest="limit", type=int, metavar="N",
                    help="evaluate only the first N images or frames (default: all)")
     p.add_argument("--out", default=None, help="folder for eval.json and the confusion matrix (default:"

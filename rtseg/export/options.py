@@ -178,7 +178,8 @@ class ExportOptions:
         "--output", "source", "with --onnx: the graph output to use, for a graph with several (e.g. main and"
         " auxiliary heads)", recipe=("model", "output"), metavar="NAME")))
     input_size: tuple[int, int] | None = field(default=None, metadata=_cli(Flag(
-        "--input-size", "input", "HxW of the graph (the optimisation size when --dynamic)", read_size, _show_size,
+        "--input-size", "input", "HxW of the graph (the optimisation size when --dynamic; default: the model's,"
+        " as 'rtseg models' lists it, or the --onnx graph's)", read_size, _show_size,
         ("input", "size"), "HxW")))
     dynamic: tuple[tuple[int, int], tuple[int, int]] | None = field(default=None, metadata=_cli(Flag(
         "--dynamic", "input", "accept any size in this range", read_range,
@@ -187,13 +188,15 @@ class ExportOptions:
         "--mean", "input", "per-channel mean, e.g. 0.485,0.456,0.406 (default: the model's)", _reader_triple(False),
         _show_triple, ("input", "mean"), "M,M,M")))
     std: tuple[float, float, float] | None = field(default=None, metadata=_cli(Flag(
-        "--std", "input", "per-channel std, e.g. 0.229,0.224,0.225", _reader_triple(True), _show_triple,
+        "--std", "input", "per-channel std, e.g. 0.229,0.224,0.225 (default: the model's)", _reader_triple(True),
+        _show_triple,
         ("input", "std"), "S,S,S")))
     channel_order: str | None = field(default=None, metadata=_cli(Flag(
-        "--channel-order", "input", "channel order the graph takes", _reader_choice("RGB", "BGR", upper=True),
+        "--channel-order", "input", "channel order the graph takes (default: the model's)",
+        _reader_choice("RGB", "BGR", upper=True),
         recipe=("input", "channel_order"), metavar="{RGB,BGR}")))
     value_scale: float | None = field(default=None, metadata=_cli(Flag(
-        "--value-scale", "input", "1 if mean/std are for pixels in [0,1], 255 for [0,255]",
+        "--value-scale", "input", "1 if mean/std are for pixels in [0,1], 255 for [0,255] (default: the model's)",
         _reader_number(float, 0.0, low_open=True), repr, ("input", "value_scale"), "S")))
     out: Path | None = field(default=None, metadata=_cli(Flag(
         "--out", "output", "the bundle directory to write", _read_path, _show_path, ("export", "out"), "DIR")))
@@ -266,7 +269,8 @@ class ExportOptions:
         "--exporter", "verification and build", "torch.onnx exporter (default torchscript)",
         _reader_choice("torchscript", "dynamo"), recipe=("export", "exporter"), metavar="{torchscript,dynamo}")))
     workspace_mib: int | None = field(default=None, metadata=_cli(Flag(
-        "--workspace", "verification and build", "TensorRT builder workspace limit in MiB",
+        "--workspace", "verification and build", "TensorRT builder workspace limit in MiB (default: TensorRT's:"
+        " the GPU's free memory)",
         _reader_number(int, 16, 1 << 24), recipe=("export", "workspace_mib"), metavar="MIB")))
     require_engine: bool = field(default=False, metadata=_cli(Flag(
         "--require-engine", "verification and build", "fail instead of skipping the engine step where TensorRT or"
