@@ -23,10 +23,13 @@ def _pct(value: float) -> str:
 
 
 def table(s: Scores, class_names: list[str]) -> str:
-    """Per-class IU and accuracy, then the four FCN metrics; NaN classes shown as n/a and listed."""
+    """Per-class IU and accuracy of the classes seen (in the ground truth or the prediction), then the four FCN
+    metrics; the classes in neither (a model's untrained outputs, a dataset's unused ids) are named on one line
+    instead of a row of n/a each."""
+    absent = set(s.absent_classes)
     lines = ["| class | IoU % | acc % |", "|---|---:|---:|"]
     lines += [f"| {name} | {_pct(s.class_iou[i])} | {_pct(s.class_accuracy[i])} |"
-              for i, name in enumerate(class_names)]
+              for i, name in enumerate(class_names) if i not in absent]
     summary = (f"pixel acc {_pct(s.pixel_accuracy)}%  mean acc {_pct(s.mean_accuracy)}%  "
                f"mean IU {_pct(s.mean_iou)}%  fw IU {_pct(s.fw_iou)}%  ({s.pixels} pixels)")
     lines += ["", summary]
@@ -50,8 +53,12 @@ def write_outputs(out: Path, report: dict, matrix: np.ndarray, class_names: list
 
 
 def heat_map(matrix: np.ndarray, class_names: list[str], path: Path, title: str) -> None:
-    """Row-normalised confusion (each ground-truth class sums to 1), so small classes are as readable as big ones."""
+    """Row-normalised confusion (each ground-truth class sums to 1), so small classes are as readable as big ones;
+    only the classes that occur (in the ground truth or the prediction)."""
     plt = pyplot("eval")
+    seen = np.flatnonzero((matrix.sum(axis=0) + matrix.sum(axis=1)) > 0)  # classes absent from both: no row/column
+    if 0 < len(seen) < len(class_names):
+        matrix, class_names = matrix[np.ix_(seen, seen)], [class_names[i] for i in seen]
     rows = matrix.sum(axis=1, keepdims=True)
     norm = np.divide(matrix, rows, out=np.zeros(matrix.shape, np.float64), where=rows > 0)
     k = len(class_names)

@@ -54,6 +54,9 @@ def test_labels_from_own_predictions_give_miou_1(small_bundle, own_labels, tmp_p
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stdout = capsys.readouterr().out
     assert "mean IU 100.00%" in stdout and "absent from ground truth and prediction" in stdout
+    # a row per class seen, none of n/a for the classes in neither (e.g. a model's untrained outputs)
+    rows = [line for line in stdout.splitlines() if line.startswith("| ") and not line.startswith("| class")]
+    assert len(rows) == len(present) and "n/a" not in "".join(rows)
 
 
 def test_saved_masks_scored_in_rtseg_run_numbering(own_labels, tmp_path):
