@@ -112,8 +112,8 @@ def start(opts: ServeOptions) -> Service:
                     serve.delete(APP_NAME)
                 if holder:
                     withdraw(only=holder)
-            else:
-                serve.shutdown()
+            # a local cluster ends with ray.shutdown() below: nothing to drain, and serve.shutdown() here has the
+            # controller kill itself under a retried task (a raylet "graceful_shutdown failed" line before ours)
         except Exception:  # noqa: BLE001 - the original failure is the one to report
             pass
         finally:
