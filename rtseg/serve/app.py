@@ -66,11 +66,11 @@ class Service:
         from .package import withdraw
 
         try:
+            serve.delete(APP_NAME)  # the replicas drained; a joined cluster's other applications keep running
             if self.joined:
-                serve.delete(APP_NAME)  # leave the cluster's other applications running
                 withdraw()  # the bundle holders (this one, and one an --update left)
-            else:
-                serve.shutdown()
+            # a local cluster ends with ray.shutdown(): serve.shutdown() would have the controller kill itself under
+            # a retried task, and the raylet print "graceful_shutdown failed ... infinite retries"
         finally:
             ray.shutdown()
 
