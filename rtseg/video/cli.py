@@ -75,7 +75,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser, webrtc: bool = False) -
                         " who reaches the address may watch (a warning says so)")
     if webrtc:
         parser.add_argument("--webrtc", action="store_true", help="with --serve: the page plays the overlay over"
-                            " WebRTC (a tenth of MJPEG's bandwidth; MJPEG stays the fallback); needs"
+                            " WebRTC (a tenth of MJPEG's bandwidth or less; MJPEG stays the fallback); needs"
                             " pip install 'rtseg[webrtc]'")
 
 
