@@ -136,6 +136,23 @@ class Manifest(Mapping):
     def rebuild_command(self) -> str | None:
         return self.build.get("command") or None
 
+    @property
+    def trained_classes(self) -> list[int]:
+        """The class ids the model was trained on: ``model.source.classes_trained`` (ids or names; the demo's 7 of
+        its 19 outputs), else every class."""
+        trained = self.model.source.get("classes_trained") if isinstance(self.model.source, dict) else None
+        if not trained:
+            return list(range(self.num_classes))
+        names = list(self.model.class_names)
+        return sorted({names.index(c) if isinstance(c, str) and c in names else int(c) for c in trained})
+
+    @property
+    def untrained(self) -> bool:
+        """True for a bundle exported from a zoo model without weights (its predictions mean nothing)."""
+        source = self.model.source
+        return isinstance(source, dict) and "weights" in source and not source.get("weights") \
+            and not source.get("onnx")
+
     def artifact(self, key: str) -> Artifact | None:
         return self.artifacts.get(key)
 

@@ -18,6 +18,8 @@ class SegmenterProtocol(Protocol):
     num_classes: int
     class_names: list[str]
     palette: np.ndarray  # (classes, 3) uint8 RGB
+    trained_classes: list[int]  # the class ids the model was trained on (legends list those); every class if unknown
+    untrained: bool  # exported without weights: its predictions mean nothing (the run says so)
 
     @property
     def thread_safe(self) -> bool:

@@ -66,6 +66,7 @@ class Segmenter:
         m = self.manifest
         self.num_classes = m.num_classes
         self.class_names = list(m.model.class_names)
+        self.trained_classes, self.untrained = m.trained_classes, m.untrained
         self.palette = np.asarray(m.model.palette, np.uint8).reshape(-1, 3)  # RGB
         self._palette_bgr = np.ascontiguousarray(self.palette[:, ::-1])
         self.spec = m.inputs

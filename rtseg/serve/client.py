@@ -68,6 +68,9 @@ class RemoteSegmenter:
         self.num_classes = int(self.info["num_classes"])
         self.class_names = list(self.info["class_names"])
         self.palette = np.asarray(self.info["palette"], np.uint8).reshape(-1, 3)  # RGB
+        # a service older than these keys: every class, and trained (its bundle said nothing else)
+        self.trained_classes = [int(i) for i in self.info.get("trained_classes", range(self.num_classes))]
+        self.untrained = bool(self.info.get("untrained", False))
         self._palette_bgr = np.ascontiguousarray(self.palette[:, ::-1])
 
     # -- the Segmenter surface --------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class SegmentService:
         self.batch_sizes: collections.Counter = collections.Counter()
         self.info_doc = {"model": self.seg.manifest["model"].get("name"), "num_classes": self.seg.num_classes,
                          "class_names": self.seg.class_names, "palette": self.seg.palette.tolist(),
+                         "trained_classes": self.seg.trained_classes, "untrained": self.seg.untrained,
                          "describe": {k: str(v) for k, v in self.seg.describe().items()},
                          "bundle_sha256": self.bundle_sha256, "node": self.node}
 

@@ -221,10 +221,9 @@ def _open_segmenter(args):
 
         return RemoteSegmenter(args.remote, token=getattr(args, "token", None))  # None: $RTSEG_TOKEN, if set
     from ..runtime import load
-    from .legend import untrained
 
     seg = load(args.bundle, backend=args.backend, device=args.device, **_multiscale(args))
-    if untrained(seg):
+    if seg.untrained:
         print(f"rtseg: warning: {args.bundle} was exported without --weights: its model is untrained and its"
               " masks mean nothing; export a trained checkpoint with rtseg export --weights FILE",
               file=sys.stderr, flush=True)

@@ -22,25 +22,6 @@ VISUALIZE = ("overlay", "mask", "side")
 DEFAULT_ALPHA = 0.6
 
 
-def known_classes(seg) -> list[int]:
-    """The class ids the model was trained on: the manifest's ``model.source.classes_trained`` (ids or names),
-    else every class."""
-    manifest = getattr(seg, "manifest", None)
-    source = manifest.model.source if manifest is not None else {}
-    trained = source.get("classes_trained") if isinstance(source, dict) else None
-    if not trained:
-        return list(range(seg.num_classes))
-    names = list(seg.class_names)
-    return sorted({names.index(c) if isinstance(c, str) and c in names else int(c) for c in trained})
-
-
-def untrained(seg) -> bool:
-    """True for a bundle exported from a zoo model without --weights (its predictions mean nothing)."""
-    manifest = getattr(seg, "manifest", None)
-    source = manifest.model.source if manifest is not None else None
-    return isinstance(source, dict) and "weights" in source and not source.get("weights") and not source.get("onnx")
-
-
 def class_ids(names: list[str], wanted: list[str], flag: str = "--ignore-class") -> list[int]:
     """Class names (or ids) -> ids, with one line naming the classes there are where one is unknown."""
     ids = []
@@ -143,7 +124,7 @@ class Picture:
                       ignore=()) -> Picture:
         names = list(seg.class_names)
         ignored = class_ids(names, list(ignore))
-        shown = [i for i in known_classes(seg) if i not in ignored]
+        shown = [i for i in seg.trained_classes if i not in ignored]
         return cls(names, display_palette(seg.palette, shown), mode, alpha, legend, shown, ignored,
                    getattr(seg, "threads", None))
 

@@ -34,6 +34,7 @@ class SharedSegmenter:
     def __init__(self, seg, max_batch: int = 8, wait_ms: float = 2.0):
         self.seg, self.max_batch, self.wait = seg, max(1, max_batch), max(0.0, wait_ms) / 1000.0
         self.num_classes, self.class_names, self.palette = seg.num_classes, seg.class_names, seg.palette
+        self.trained_classes, self.untrained = seg.trained_classes, seg.untrained
         self.batch_sizes: collections.Counter = collections.Counter()
         self._queue: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._run, name="rtseg-shared-segmenter", daemon=True)

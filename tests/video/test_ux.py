@@ -14,7 +14,7 @@ import pytest
 
 from rtseg.cli import main
 from rtseg.video import open_source, run_pipeline
-from rtseg.video.legend import Picture, display_palette, known_classes
+from rtseg.video.legend import Picture, display_palette
 from rtseg.video.progress import Progress
 from rtseg.video.stats import RunStats
 
@@ -115,7 +115,7 @@ def test_the_legend_lists_the_trained_classes_and_ignore_class_leaves_one_undraw
     from rtseg.runtime import load
 
     with load(trained, backend="onnxruntime", device="cpu") as s:
-        names = [s.class_names[i] for i in known_classes(s)]
+        names = [s.class_names[i] for i in s.trained_classes]
         assert names == ["road", "sidewalk", "building", "vegetation", "sky", "person", "car"]
         picture = Picture.for_segmenter(s, ignore=["road"], legend=False)
     assert picture.legend_entries[0] == names[1:]
