@@ -214,8 +214,9 @@ def _int8(exp, gate: Gate, onnx_path: Path):
         form = fused_form(dst)
         report.update(form="u8s8", keep_fp32=keep, fallback_returned=returned, graph=form, frames=gate.frames_info)
         note = "reused" if reused else f"{time.perf_counter() - t:.1f} s"
-        if report["passed"] and form["fp32_conv"]:
-            note += f"; {form['fp32_conv']} conv(s) not fused to QLinearConv"
+        unfused = form["fp32_conv"] - form.get("attention_fp32_conv", 0)  # attention gates stay FP32 by design
+        if report["passed"] and unfused > 0:
+            note += f"; {unfused} conv(s) not fused to QLinearConv"
         if not report["passed"] and opts.int8_fallback:
             report["failed"].append(f"still failing with {len(returned)} layer(s) back in FP32: "
                                     f"{', '.join(returned) or 'none'}")
