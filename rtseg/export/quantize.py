@@ -24,6 +24,12 @@ gets a Q/DQ pair before the Sigmoid, and OpenVINO then fuses dequantize + Sigmoi
 feature map (profiled: 7.5 ms of BiSeNetV1's 35 ms at 512x1024, against 0.7 ms for NNCF's graph, which leaves that
 conv's output unquantized). Left FP32, the Sigmoid fuses into the conv and the Mul reads a quantized gate; the
 convs are a few thousand MACs each, and ONNX Runtime is faster too (no QLinearSigmoid on a broadcast tensor).
+
+The network input is quantized symmetrically in the U8S8 form too (U8, zero point 128), so that the OpenVINO runner
+can read it as S8 with zero point 0, the same values exactly (rtseg/runtime/openvino.py): OpenVINO runs a first conv
+on an input with a non-zero zero point with a compensation for its padding, 30-45% slower (profiled on BiSeNetV1's
+two 3-channel stems at 512x1024; NNCF quantizes that input S8 symmetric). ONNX Runtime keeps the U8 input, since its
+QLinearConv needs one type in and out (an S8 input left the stems FP32: 1.5x slower).
 """
 
 from __future__ import annotations
@@ -117,6 +123,8 @@ def quantize(src: Path, dst: Path, frames: np.ndarray | None, input_name: str, f
     gates = [n for n in attention_gates(onnx.load(str(src), load_external_data=False)) if n not in keep_fp32]
     symmetric = form == "s8s8"
     extra = {"CalibStridedMinMax": 1, "ActivationSymmetric": symmetric, "WeightSymmetric": True}
+    if not symmetric:  # the network input U8 with zero point 128: OpenVINO reads it as S8 (see the docstring)
+        extra["TensorQuantOverrides"] = {input_name: [{"symmetric": True}]}
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.ERROR))  # quantize_static's "pre-process" hint goes to the root logger
@@ -140,7 +148,7 @@ def quantize(src: Path, dst: Path, frames: np.ndarray | None, input_name: str, f
         for p in tmp.glob("*"):
             p.unlink()
         tmp.rmdir()
-    return {"form": form, "activations": "S8 symmetric" if symmetric else "U8 asymmetric",
+    return {"form": form, "activations": "S8 symmetric" if symmetric else "U8 asymmetric (the input: zero point 128)",
             "weights": "S8 symmetric per-channel", "calibration": "MinMax", "keep_fp32": list(keep_fp32),
             "attention_fp32": gates}
 

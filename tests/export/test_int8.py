@@ -164,3 +164,33 @@ def test_labels_missing_for_a_frame(tmp_path, labelled, capsys):
     code = main(["export", *_MODEL, "--input-size", "288x512", "--precision", "int8", "--calib",
                  str(labelled / "images"), "--calib-labels", str(tmp_path), "--out", str(tmp_path / "b")])
     assert code != 0 and "no label image" in _error_line(capsys)
+
+
+def test_channel_attention_gates_stay_fp32(tmp_path):
+    """A global pool -> Conv -> Sigmoid gate scaling a feature map (BiSeNetV1's ARM) is left FP32: quantized,
+    OpenVINO ran its Sigmoid once per element of the feature map; the feature convs are still fused."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rtseg.export.quantize import attention_gates, fused_form, quantize
+
+    rng = np.random.default_rng(0)
+    w = {n: numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.3, n)
+         for n, s in (("w0", (8, 3, 3, 3)), ("wa", (8, 8, 1, 1)), ("w1", (4, 8, 1, 1)))}
+    nodes = [helper.make_node("Conv", ["input", "w0"], ["f"], name="feat", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["f"], ["fr"], name="relu"),
+             helper.make_node("ReduceMean", ["fr"], ["p"], name="pool", axes=[2, 3], keepdims=1),
+             helper.make_node("Conv", ["p", "wa"], ["a"], name="atten"),
+             helper.make_node("Sigmoid", ["a"], ["s"], name="gate"),
+             helper.make_node("Mul", ["fr", "s"], ["m"], name="scale"),
+             helper.make_node("Conv", ["m", "w1"], ["logits"], name="head")]
+    graph = helper.make_graph(nodes, "arm", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 16, 16])],
+                              list(w.values()))
+    src = tmp_path / "arm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(src))
+    assert attention_gates(onnx.load(str(src))) == ["atten", "gate"]
+    frames = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    info = quantize(src, tmp_path / "q.onnx", frames, "input", "u8s8", tmp_path / "ranges.json")
+    assert info["attention_fp32"] == ["atten", "gate"]
+    form = fused_form(tmp_path / "q.onnx")
+    assert form["attention_fp32_conv"] == 1 and form["fp32_conv"] == 1 and form["qlinearconv"] == 2

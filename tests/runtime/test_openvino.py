@@ -73,6 +73,20 @@ def test_int8_graph_and_the_load_surface(small_bundle, tmp_path):
         out = r.infer(x[:1])
         assert r.describe()["graph"] == "model.int8.onnx"
     assert out.shape == _ort(q, x[:1]).shape
+    # the input's U8 zero point 128 is read as S8 zero point 0, the same scale (the same values, q - 128)
+    import onnx
+    from onnx import numpy_helper
+
+    from rtseg.runtime.openvino import _signed_input
+
+    def zp_scale(path):
+        inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+        return inits["input_zero_point"], inits["input_scale"]
+
+    (tmp_path / "ov").mkdir()
+    (zp, scale), (zp8, scale8) = zp_scale(q), zp_scale(_signed_input(q, tmp_path / "ov"))
+    assert zp.dtype == np.uint8 and zp == 128 and zp8.dtype == np.int8 and zp8 == 0 and scale8 == scale
+    assert (out.argmax(1) == _ort(q, x[:1]).argmax(1)).mean() > 0.95
     from rtseg.runtime import load
 
     with load(small_bundle, backend="openvino", precision="fp32") as seg:
