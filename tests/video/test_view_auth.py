@@ -134,8 +134,9 @@ def test_run_prints_the_url_with_the_token_once_and_nowhere_else(bundle, tmp_pat
     assert code == 0, err
     lines = [line for line in (out + err).splitlines() if TOKEN in line]
     assert len(lines) == 1 and lines[0].startswith("rtseg: browser view at http://127.0.0.1:"), out + err
-    assert lines[0].endswith(f"/?token={TOKEN}")
-    assert "requests need a token" in err and TOKEN not in stats.read_text()
+    assert lines[0].endswith(f"/?token={TOKEN}"), lines
+    assert "requests need a token" in err, err
+    assert TOKEN not in stats.read_text()
 
 
 @pytest.mark.parametrize("argv, expected", [
