@@ -12,6 +12,11 @@ On each held-out photo: ``segment()`` labels of ONNX Runtime INT8 and OpenVINO I
 Runtime FP32, per-pixel agreement, mean and worst photo, and the FP32 vs INT8 CPU time per inference (one thread,
 interleaved).
 
+``--ablation``: the bundle's FP32 graph quantized three ways on all 12 calibration photos (the same ranges): as
+rtseg did before (every gate quantized, the input U8 asymmetric), with the attention gates FP32, and as now (gates
+FP32, the input U8 with zero point 128); network-output labels of ONNX Runtime and OpenVINO INT8 against ONNX
+Runtime FP32 on the held-out photos: what each of the two speed changes of issue #22 costs or gains in accuracy.
+
     python benchmarks/faceparsing_int8.py [--keep DIR]
 """
 
@@ -47,10 +52,46 @@ def photos() -> tuple[list, list]:
     return calib, held
 
 
+def ablation(bundle: Path, calib: list, held: list, tmp: Path) -> dict:
+    import onnx
+    import onnxruntime.quantization as q
+
+    from rtseg.bundle import normalize, read_manifest
+    from rtseg.export.quantize import _reader, attention_gates, quantize
+    from rtseg.runtime.onnxruntime import OnnxRuntimeRunner
+    from rtseg.runtime.openvino import OpenVinoRunner, openvino_missing_reason
+
+    pre = read_manifest(bundle).preprocessing
+    xc, xh = (normalize(np.stack([p for _, p in s]), pre) for s in (calib, held))
+    src, cache = bundle / "model.onnx", tmp / "ablation_ranges.json"
+    quantize(src, tmp / "now.onnx", xc, "input", "u8s8", cache)
+    gates = attention_gates(onnx.load(str(src)))
+    for name, exclude in (("before", []), ("gates_fp32", gates)):  # quantize() before each change
+        q.quantize_static(str(src), str(tmp / f"{name}.onnx"), _reader(xc, "input"), quant_format=q.QuantFormat.QDQ,
+                          per_channel=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
+                          nodes_to_exclude=exclude or None, calibrate_method=q.CalibrationMethod.MinMax,
+                          extra_options={"CalibStridedMinMax": 1, "ActivationSymmetric": False,
+                                         "WeightSymmetric": True}, calibration_cache_path=str(cache))
+    with OnnxRuntimeRunner(src, "cpu", threads=1) as ref:
+        fp32 = [ref.infer(xh[i:i + 1]).argmax(1) for i in range(len(xh))]
+    rows = {}
+    for name in ("before", "gates_fp32", "now"):
+        kinds = {"ort_int8": OnnxRuntimeRunner(tmp / f"{name}.onnx", "cpu", threads=1)}
+        if openvino_missing_reason() is None:
+            kinds["ov_int8"] = OpenVinoRunner(tmp / f"{name}.onnx", "int8", 1)
+        for kind, runner in kinds.items():
+            with runner:
+                same = [float((runner.infer(xh[i:i + 1]).argmax(1) == fp32[i]).mean()) for i in range(len(xh))]
+            rows[f"{name}/{kind}"] = {"agreement_mean": float(np.mean(same)), "worst": min(same)}
+            print(f"ablation {name:<11} {kind}: agreement {100 * np.mean(same):.2f}% (worst {100 * min(same):.2f}%)")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", type=Path, help="export the bundle here and keep it (default: a temporary folder)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--ablation", action="store_true", help="also quantize the way rtseg did before each change")
     args = ap.parse_args()
     import cv2
 
@@ -91,6 +132,8 @@ def main() -> None:
         finally:
             for seg in segs.values():
                 seg.__exit__(None, None, None)
+        if args.ablation:
+            results["ablation"] = ablation(bundle, calib, held, tmp)
     rows = {}
     for name in engines:
         same = [float((a == b).mean()) for a, b in zip(labels[name], labels["ort_fp32"])]

@@ -27,7 +27,7 @@ convs are a few thousand MACs each, and ONNX Runtime is faster too (no QLinearSi
 
 The network input is quantized symmetrically in the U8S8 form too (U8, zero point 128), so that the OpenVINO runner
 can read it as S8 with zero point 0, the same values exactly (rtseg/runtime/openvino.py): OpenVINO runs a first conv
-on an input with a non-zero zero point with a compensation for its padding, 30-45% slower (profiled on BiSeNetV1's
+on an input with a non-zero zero point with a compensation for its padding, 27-45% slower (profiled on BiSeNetV1's
 two 3-channel stems at 512x1024; NNCF quantizes that input S8 symmetric). ONNX Runtime keeps the U8 input, since its
 QLinearConv needs one type in and out (an S8 input left the stems FP32: 1.5x slower).
 """

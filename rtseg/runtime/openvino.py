@@ -8,7 +8,7 @@ refuses a BF16 request on a CPU without BF16 instead of emulating it. One infere
 
 The INT8 graph's network input is U8 with zero point 128 (rtseg/export/quantize.py); this runner reads that Q/DQ pair
 as S8 with zero point 0, the same values exactly (q - 128, the same scale), because OpenVINO runs a conv whose input
-has a non-zero zero point with a padding compensation, 30-45% slower on a network's 3-channel stem.
+has a non-zero zero point with a padding compensation, 27-45% slower on a network's 3-channel stem.
 """
 
 from __future__ import annotations
