@@ -10,7 +10,11 @@
    (mean and worst frame) and mIoU against the rendered ground truth (labels resized to the network's input by
    nearest neighbour).
 
-    python benchmarks/precision.py [--families fast_scnn,bisenetv1,fcn_resnet50_tv] [--rounds 3]
+    python benchmarks/precision.py [--families fast_scnn,bisenetv1,fcn_resnet50_tv] [--rounds 3] [--nncf]
+
+``--nncf`` adds OpenVINO INT8 from NNCF's own quantizer (the engine a user could pick instead); comparing the two
+compiled models layer by layer (OpenVINO's ``PERF_COUNT``) is how rtseg/export/quantize.py's attention-gate and
+input rules were found.
 """
 
 from __future__ import annotations
