@@ -1,8 +1,8 @@
 """The trained face-parsing BiSeNet end to end (issue #19, acceptance): catalogue -> bundle -> segment().
 
 1. Export ``celebamask-faceparsing`` twice, each one command with no --mean/--std/--classes: by catalogue name and
-   by the cached file's path, both calibrated and verified on 8 drawn portraits at 512x512 (``--calib``; the
-   portraits of tests/models/test_faceparsing.py, varied in place, size, skin, hair, clothes and backdrop). Records
+   by the cached file's path, both calibrated and verified on 8 real photos at 512x512 (``--calib``; the
+   astronaut's head and carphone frames of real_photos() in tests/models/test_faceparsing.py). Records
    each bundle's class names, normalisation, their sources and its FP32/FP16 agreement with PyTorch.
 2. ``segment()`` of the bundle (ONNX Runtime CPU, FP32 and FP16 graphs) on 12 other portraits at 512x512, 480x640
    and 720x540 against the labels of the package's own pipeline (the sdist's ``model.py`` and
@@ -160,9 +160,11 @@ def main() -> None:
         tmp = Path(tmp)
         calib = tmp / "calib"
         calib.mkdir()
-        for h, w, v in CALIB:
-            cv2.imwrite(str(calib / f"portrait_{v}.png"), face(h, w, v)[..., ::-1])
-        results["calib"] = f"{len(CALIB)} drawn portraits at 512x512 (face() of tests/models/test_faceparsing.py)"
+        photos = real_photos(ROOT / ".pytest_cache" / "d" / "rtseg_real_photos", video_every=15)[:len(CALIB)]
+        for i, (_, rgb) in enumerate(photos):
+            cv2.imwrite(str(calib / f"photo_{i}.png"), cv2.resize(rgb, (512, 512))[..., ::-1])
+        results["calib"] = (f"{len(photos)} real photos at 512x512: the astronaut's head and every 15th carphone"
+                            f" frame (real_photos() of tests/models/test_faceparsing.py)")
         entry = CATALOGUE["celebamask-faceparsing"]
         fetch_checkpoint(entry.name)  # the first export's fetch, outside its timing
         results["export_catalogue"] = export(entry.name, calib, tmp / "from_catalogue")
