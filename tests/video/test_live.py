@@ -78,9 +78,10 @@ def _rss_mb() -> float:
 
 @pytest.mark.slow
 def test_memory_stays_flat_over_2000_live_frames(seg, tmp_path):
-    """2,000 frames played live at 50 fps (40 s) through the mp4, browser-view and stats sinks."""
+    """2,000 frames played live at 125 fps (16 s) through the mp4, browser-view and stats sinks (faster than a
+    camera: what is measured is memory per frame, not the pace)."""
     pytest.importorskip("cv2")
-    fps, n = 50, 2000
+    fps, n = 125, 2000
     video = make_video(tmp_path / "long.mp4", n, (120, 160), fps=fps)
     samples: list[tuple[float, float]] = []
     done = threading.Event()
@@ -98,6 +99,7 @@ def test_memory_stays_flat_over_2000_live_frames(seg, tmp_path):
         done.set()
         sampler.join()
     assert summary.frames + summary.drops == n
+    assert summary.frames >= n // 2, summary  # enough frames processed for a per-frame leak to show
     rss = np.array([m for _, m in samples])
     quarter = len(rss) // 4
     early, late = np.median(rss[quarter:2 * quarter]), np.median(rss[-quarter:])
