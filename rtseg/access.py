@@ -131,7 +131,8 @@ def resolve(host: str, port: int, token: str | None = None, no_auth: bool = Fals
     generated = token is None
     if generated:
         token = secrets.token_urlsafe(24)
-    notice = ("bound beyond the loopback: requests need a token"
+    where = "a token was given" if is_loopback(host) else "bound beyond the loopback"
+    notice = (f"{where}: requests need a token"
               + (" (generated for this run; pass --token or set RTSEG_TOKEN to choose one)" if generated else ""))
     return Grant(Access(digest(token), port), token, notice)
 

@@ -27,7 +27,8 @@ def test_given_token_env_and_no_auth(monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, "from-the-env-123")
     grant = resolve("0.0.0.0", 9000)
     assert grant.token == "from-the-env-123" and grant.access.token_sha256 == digest("from-the-env-123")
-    assert resolve("127.0.0.1", 9000).access.required  # a token given is honoured on the loopback too
+    on_loopback = resolve("127.0.0.1", 9000)
+    assert on_loopback.access.required and "beyond the loopback" not in on_loopback.notice  # honoured there too
     assert resolve("0.0.0.0", 9000, token="given-token-456").token == "given-token-456"
     opened = resolve("0.0.0.0", 9000, no_auth=True)
     assert not opened.access.required and "WARNING" in opened.notice and "--no-auth" in opened.notice
