@@ -222,6 +222,8 @@ def _int8(exp, gate: Gate, onnx_path: Path):
                                     f"{', '.join(returned) or 'none'}")
         _say(exp, "onnx_int8", INT8_FILE, report, note)
         artifacts, reports = {"onnx_int8": artifact(out, INT8_FILE)}, {"onnx_int8": report}
+        if report["passed"]:
+            reports.update(_openvino_int8(exp, gate, dst))
         s8 = out / INT8_S8S8_FILE
         if opts.int8_tensorrt and report["passed"]:
             quantize(onnx_path, s8, gate.calib, exp.input_name, "s8s8", cache, keep)
@@ -232,6 +234,20 @@ def _int8(exp, gate: Gate, onnx_path: Path):
         else:
             s8.unlink(missing_ok=True)  # an S8S8 graph of another run must not stay beside
     return artifacts, reports
+
+
+def _openvino_int8(exp, gate: Gate, dst: Path) -> dict:
+    """The same INT8 graph judged on OpenVINO, the runner ``auto`` puts it on (its kernels are not ONNX Runtime's):
+    ``onnx_int8_openvino`` in the verification; a failure there leaves the export valid and ``auto`` on ONNX
+    Runtime INT8 (rtseg.runtime.select.cpu_choice). Nothing is recorded where OpenVINO is not installed."""
+    from ..runtime.openvino import OpenVinoRunner, openvino_missing_reason
+
+    if openvino_missing_reason():
+        return {}
+    report = gate.judge(OpenVinoRunner(dst, "int8", threads=None), "onnx_int8_openvino")
+    report["runner"] = "openvino"
+    _say(exp, "onnx_int8_openvino", f"{INT8_FILE} on OpenVINO", report)
+    return {"onnx_int8_openvino": report}
 
 
 def _say(exp, name: str, file: str, report: dict, note: str | None = None) -> None:

@@ -107,8 +107,14 @@ def cpu_choice(bundle: Bundle, backend: str | None = None) -> tuple[str, str, st
         why = f"the bundle's INT8 graph passed its gate ({100 * report['agreement']:.2f}% agreement with FP32)"
         if backend is None:
             missing = openvino_missing_reason()
+            on_openvino = bundle.manifest.verification.get("onnx_int8_openvino")
+            if not missing and on_openvino is not None and not on_openvino.get("passed", False):
+                missing = (f"it failed its gate there ({100 * on_openvino['agreement']:.2f}% agreement with FP32);"
+                           f" ONNX Runtime runs it instead")
             backend = "onnxruntime" if missing else "openvino"
             why += ("; OpenVINO runs it fastest, but " + missing) if missing else "; OpenVINO runs it fastest"
+            if on_openvino is not None and not missing:
+                why += f" ({100 * on_openvino['agreement']:.2f}% agreement there)"
         return backend, "int8", why
     bf16 = _gate_passed(bundle, "openvino_bf16")
     if bf16 and backend in (None, "openvino"):

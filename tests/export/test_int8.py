@@ -101,6 +101,32 @@ def test_auto_on_the_cpu_runs_the_int8_graph(int8_bundle, labelled):
     assert (int8 == fp32).mean() > 0.97
 
 
+def test_the_int8_graph_is_gated_on_openvino_too_and_auto_follows_that_gate(int8_bundle, tmp_path):
+    """auto runs the INT8 graph on OpenVINO, whose kernels are not ONNX Runtime's: the export judges it there as
+    well, and a bundle whose OpenVINO verdict failed runs on ONNX Runtime INT8 instead."""
+    import shutil
+
+    from rtseg.runtime import load
+    from rtseg.runtime.openvino import openvino_missing_reason
+
+    if openvino_missing_reason():
+        pytest.skip(f"OpenVINO is not usable here: {openvino_missing_reason()}")
+    report = json.loads((int8_bundle / "rtseg.json").read_text())["verification"]["onnx_int8_openvino"]
+    assert report["passed"] and report["runner"] == "openvino" and report["agreement"] >= 0.985
+    assert len(report["per_frame"]) == 3 and abs(report["miou"]["drop_points"]) <= 0.5
+    with load(int8_bundle, device="cpu") as seg:
+        assert seg.describe()["backend"] == "openvino" and "agreement there" in seg.describe()["why"]
+    failed = tmp_path / "failed"
+    shutil.copytree(int8_bundle, failed)
+    doc = json.loads((failed / "rtseg.json").read_text())
+    doc["verification"]["onnx_int8_openvino"].update(passed=False, agreement=0.5)
+    (failed / "rtseg.json").write_text(json.dumps(doc))
+    with load(failed, device="cpu") as seg:
+        d = seg.describe()
+    assert d["backend"] == "onnxruntime" and d["graph"] == "model.int8.onnx", d
+    assert "failed its gate there (50.00%" in d["why"], d["why"]
+
+
 def test_keep_fp32_leaves_the_named_conv_in_fp32(tmp_path):
     from rtseg.export.quantize import fused_form, quantize
 
