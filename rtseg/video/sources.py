@@ -147,17 +147,17 @@ class LiveSource(FrameSource):
         # frame indices keep counting across reconnects (each connection's decoder counts from 0 again): masks
         # and stats of a later connection never reuse an earlier one's numbers
         self._base, self._last = 0, -1
-        self._close_lock = threading.Lock()
         self._thread = threading.Thread(target=self._grab, name=f"rtseg-grab-{self.name}", daemon=True)
         self._set_state("running")
         self._thread.start()
 
     def _grab(self) -> None:
+        """The grabber thread owns the decoder: it opens, reads, reopens and, whatever ends it, closes it (closing a
+        PyAV container from another thread under a read crashes the process)."""
         try:
             self._grab_until_stopped()
         finally:
-            if self._stop.is_set():
-                self._close_decoder()
+            self.decoder.close()
 
     def _grab_until_stopped(self) -> None:
         attempt = 0
@@ -234,15 +234,8 @@ class LiveSource(FrameSource):
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        # The grabber notices within the decoder's open or read timeout at worst. A grabber still inside a read
-        # closes the decoder itself when the read returns: closing a PyAV container under a read crashes the process.
+        # The grabber notices within the decoder's open or read timeout at worst, and closes the decoder as it ends.
         self._thread.join(timeout=max(self.decoder.open_timeout, self.decoder.read_timeout) + 2.0)
-        if not self._thread.is_alive():
-            self._close_decoder()
-
-    def _close_decoder(self) -> None:
-        with self._close_lock:
-            self.decoder.close()
 
 
 def open_source(source: str | int | os.PathLike, live: bool | None = None, *, vid_stride: int = 1,
