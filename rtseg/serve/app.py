@@ -72,7 +72,7 @@ class Service:
             # a local cluster ends with ray.shutdown(): serve.shutdown() would have the controller kill itself under
             # a retried task, and the raylet print "graceful_shutdown failed ... infinite retries"
         finally:
-            ray.shutdown()
+            end_ray(ray)
 
 
 def start(opts: ServeOptions) -> Service:
@@ -117,7 +117,7 @@ def start(opts: ServeOptions) -> Service:
         except Exception:  # noqa: BLE001 - the original failure is the one to report
             pass
         finally:
-            ray.shutdown()
+            end_ray(ray)
         if isinstance(exc, (KeyboardInterrupt, RtsegError)):
             raise
         raise RtsegError(f"Ray Serve could not start the application: {why}") from None
@@ -227,6 +227,14 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     except OSError as exc:
         raise RtsegError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start one there with"
                          f" 'ray start --head' or leave out --address to start a local cluster") from None
+
+
+def end_ray(ray) -> None:
+    """``ray.shutdown()`` once the outcome is decided. Serve's handle finishes a call's bookkeeping on a Ray thread
+    after the result is in hand; one that runs into the shutdown logs an ERROR with a traceback ("failed to consume
+    generator ref") that says nothing about the command, so Serve's logger is silenced first."""
+    logging.getLogger("ray.serve").setLevel(logging.CRITICAL)
+    ray.shutdown()
 
 
 def _init_ray(ray, opts: ServeOptions) -> None:

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="roll the service running on --address over to this bundle (same flags as its start),"
                              " then exit; a bundle of another model needs --force")
     parser.add_argument("--force", action="store_true", help="with --update: replace the model too")
+    parser.add_argument("--update-timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="with --update: give up waiting for the new version after this long (default 600);"
+                             " a failed start or a cluster too small for it ends the wait at once")
     parser.add_argument("--proxy-location", default="HeadOnly", choices=("HeadOnly", "EveryNode"),
                         help="HTTP proxies: HeadOnly (default; the URL printed) or EveryNode (one per node with"
                              " replicas, each on --port: for a load balancer in front)")
@@ -75,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if args.update:
         from .update import update
 
-        update(opts, force=args.force, say=say)
+        if args.update_timeout <= 0:
+            raise RtsegError(f"--update-timeout {args.update_timeout:g}: must be more than 0 seconds")
+        update(opts, force=args.force, say=say, timeout_s=args.update_timeout)
         return 0
     if args.force:
         raise RtsegError("--force goes with --update (replacing a running service's model)")

@@ -281,5 +281,39 @@ def test_update_rolls_over_to_a_changed_bundle_without_losing_a_request(cluster,
                        for n, a in enumerate(tail)), f"stream {k} still got the old bundle after the update"
         assert seen["first"] and seen["second"], seen
         remote.close()
+
+        # A node lost in the middle of an update that needs both nodes' CPUs (2 replicas x 2): one line as soon as
+        # the cluster cannot hold the new version, not a wait without end; the service answers meanwhile.
+        bigger = ["--address", c.address, "--replicas", "2", "--cpus-per-replica", "2", "--max-batch", "4"]
+        rolling = _serve([str(fast_scnn_bundle), *bigger, "--update"], tmp_path, wait=False)
+        said = _first_line(rolling, 120)
+        assert "rolling the service over" in said, said
+        c.remove_node(next(iter(c.worker_nodes)), allow_graceful=False)
+        lost_at = time.monotonic()
+        try:
+            _, err = rolling.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            rolling.kill()
+            pytest.fail("--update still waited 180 s after a node it needed left")
+        lines = err.strip().splitlines()
+        assert rolling.returncode != 0 and len(lines) == 1 and lines[0].startswith("rtseg: error:"), err
+        assert "lost capacity" in lines[0] and "need 4 CPU(s)" in lines[0] and "has 2" in lines[0], lines[0]
+        print(f"update ended {time.monotonic() - lost_at:.0f} s after the node loss: {lines[0]}")
+        deadline = time.monotonic() + 120
+        while _get(url + "/health") != b'{"status":"ok"}' and time.monotonic() < deadline:
+            time.sleep(1)
+        assert _get(url + "/health") == b'{"status":"ok"}', "the service stopped answering after the failed update"
     finally:
         _stop(proc)
+
+
+def _first_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The first line a process writes to its stderr, or a failure if it writes none within ``timeout``."""
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(proc.stderr.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not got:
+        proc.kill()
+        pytest.fail(f"no line from {proc.args} within {timeout} s")
+    return got[0]
