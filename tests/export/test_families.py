@@ -34,7 +34,9 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", params=[pytest.param(s, marks=pytest.mark.slow) if "vgg" in s else s
+# The VGG FCN's export (134M parameters, ~3 min here) runs with `pytest -m heavy`; its graphs are still traced and
+# checked against the reference logits by the default run (tests/models/test_contract.py, test_reference_fixtures.py).
+@pytest.fixture(scope="module", params=[pytest.param(s, marks=[pytest.mark.slow, pytest.mark.heavy]) if "vgg" in s else s
                                         for s in sorted(CASES)])
 def exported(request, reference_dir, tmp_path_factory):
     stem = request.param

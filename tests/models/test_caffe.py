@@ -114,6 +114,7 @@ def test_prototxt_passed_as_weights(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_vgg_fcn_caffemodel_and_the_at_once_scale_layers(reference_dir, tmp_path):
     """FCN-8s at-once's Caffe file keeps its skip scales as Scale layers: it loads into fcn8s_atonce_vgg16 and is
     refused by fcn8s_vgg16, which would otherwise run it without them."""
