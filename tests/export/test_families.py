@@ -36,8 +36,10 @@ CASES = {
 
 # The VGG FCN's export (134M parameters, ~3 min here) runs with `pytest -m heavy`; its graphs are still traced and
 # checked against the reference logits by the default run (tests/models/test_contract.py, test_reference_fixtures.py).
-@pytest.fixture(scope="module", params=[pytest.param(s, marks=[pytest.mark.slow, pytest.mark.heavy]) if "vgg" in s else s
-                                        for s in sorted(CASES)])
+HEAVY = [pytest.mark.slow, pytest.mark.heavy]
+
+
+@pytest.fixture(scope="module", params=[pytest.param(s, marks=HEAVY) if "vgg" in s else s for s in sorted(CASES)])
 def exported(request, reference_dir, tmp_path_factory):
     stem = request.param
     size, dynamic, frames, converter = CASES[stem]
